@@ -1,0 +1,123 @@
+"""Figures shared by every study: image grids and loss curves (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medgan.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def display_range(images: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """A robust display window (percentiles) for a stack of images of one channel."""
+    lo, hi = np.percentile(np.asarray(images, dtype=np.float64), [low, high])
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def save_image_grid(images: np.ndarray, path: str | os.PathLike, *, ncols: int = 8,
+                    channel_names: Sequence[str] | None = None,
+                    value_ranges: Sequence[tuple[float, float]] | None = None,
+                    title: str | None = None, row_labels: Sequence[str] | None = None,
+                    cell_inches: float = 1.2, dpi: int = 100) -> None:
+    """Save ``images`` (N, C, H, W) as a grid, one block of columns per channel.
+
+    Each channel is shown in grey with one display window for all images of that channel
+    (``value_ranges[c]`` or robust percentiles), so intensities are comparable across the grid.
+    With C channels the grid has ``ncols`` images per row per channel block; a channel block is
+    titled with its name.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"expected (N, C, H, W) images, got shape {images.shape}")
+    n, c = images.shape[:2]
+    names = list(channel_names) if channel_names is not None else [f"ch{i}" for i in range(c)]
+    if len(names) != c:
+        raise ValueError(f"{c} channels but {len(names)} channel names")
+    ranges = (list(value_ranges) if value_ranges is not None
+              else [display_range(images[:, i]) for i in range(c)])
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    plt = _pyplot()
+    fig, axes = plt.subplots(nrows, ncols * c, squeeze=False,
+                             figsize=(cell_inches * ncols * c, cell_inches * nrows + (0.5 if title else 0.2)))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        for ch in range(c):
+            ax = axes[r, ch * ncols + col]
+            ax.imshow(images[i, ch], cmap="gray", vmin=ranges[ch][0], vmax=ranges[ch][1],
+                      interpolation="nearest")
+            if r == 0 and col == 0 and c > 1:
+                ax.set_title(names[ch], fontsize=8, loc="left")
+            if col == 0 and ch == 0 and row_labels is not None and r < len(row_labels):
+                ax.text(-0.08, 0.5, row_labels[r], transform=ax.transAxes, ha="right",
+                        va="center", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.2)
+    save_figure(fig, path, dpi=dpi)
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    plt = _pyplot()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def read_stats(path: str | os.PathLike) -> list[dict]:
+    """Read a ``stats.jsonl`` file (one JSON object per line)."""
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def plot_loss_curves(stats_path: str | os.PathLike, path: str | os.PathLike, *,
+                     title: str | None = None, keys: Sequence[str] | None = None,
+                     smooth: int = 1) -> None:
+    """Plot every ``*loss*`` column of ``stats.jsonl`` (or ``keys``) against ``step``."""
+    rows = read_stats(stats_path)
+    if not rows:
+        raise ValueError(f"{stats_path}: no rows")
+    if keys is None:
+        keys = sorted({k for r in rows for k in r if "loss" in k})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rows if key in r and r[key] is not None]
+        if not pts:
+            continue
+        steps, vals = map(np.asarray, zip(*pts, strict=True))
+        if smooth > 1 and len(vals) >= smooth:
+            vals = np.convolve(vals, np.ones(smooth) / smooth, mode="valid")
+            steps = steps[smooth - 1:]
+        ax.plot(steps, vals, label=key, linewidth=1)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
