@@ -1,0 +1,31 @@
+# medgan: medical-image GAN studies end to end.
+# Table of contents only; logic lives in src/medgan, rules in workflow/rules.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+report: "workflow/report/workflow.rst"
+
+
+# The embedded default, unless a config is given with --configfile (which then replaces it:
+# a study config is complete on its own, not merged into the default's phantom models).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,1 @@
+"""Study-level outputs: the figures and tables of the published studies."""

@@ -1,0 +1,127 @@
+"""Figures and tables of a study: real and synthetic image grids, panels, the model table.
+
+Real and synthetic images of a channel are shown with the same grey-level window, taken from
+the real training images (0.5 and 99.5 percentiles), so that a generator that gets the
+intensities wrong looks wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medgan.atomic import atomic_path
+from medgan.plotting import _pyplot, display_range, save_figure, save_image_grid
+from medgan.prepared import load_prepared
+
+
+def real_windows(data_dir: str | os.PathLike, channels: Sequence[str], *, max_images: int = 2000,
+                 seed: int = 0) -> list[tuple[float, float]]:
+    """Display window per channel from (a seeded subsample of) the real images."""
+    ds = load_prepared(data_dir, channels=list(channels))
+    n = ds.images.shape[0]
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max_images), replace=False))
+    imgs = np.asarray(ds.images[idx])
+    return [display_range(imgs[:, c]) for c in range(imgs.shape[1])]
+
+
+def pick_real(data_dir: str | os.PathLike, channel: str, n_images: int, seed: int) -> np.ndarray:
+    """``n_images`` real images of one channel, drawn without replacement with ``seed``."""
+    ds = load_prepared(data_dir, channels=[channel])
+    n = ds.images.shape[0]
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, n_images), replace=False))
+    return np.asarray(ds.images[idx])
+
+
+def plot_real_grid(data_dir: str | os.PathLike, path: str | os.PathLike, *, channel: str,
+                   n_images: int = 16, seed: int = 0) -> None:
+    """Han 2018 Fig. 2: a grid of real training images of one sequence."""
+    images = pick_real(data_dir, channel, n_images, seed)
+    info = json.loads((Path(data_dir) / "dataset.json").read_text())
+    save_image_grid(images, path, channel_names=[channel],
+                    value_ranges=real_windows(data_dir, [channel], seed=seed),
+                    title=f"real {channel} ({Path(data_dir).name}, {info['resolution']} px)")
+
+
+def _generate(checkpoint: str | os.PathLike, n_images: int, seed: int):
+    from medgan.train import generate_images, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    return generate_images(checkpoint, n_images, seed=seed), list(ckpt["config"]["channels"])
+
+
+def plot_synthetic_grid(checkpoint: str | os.PathLike, path: str | os.PathLike, *,
+                        data_dir: str | os.PathLike, n_images: int = 16, seed: int = 0,
+                        title: str | None = None) -> None:
+    """Han 2018 Figs. 3 and 4, one model: synthetic images, one block of columns per channel."""
+    images, channels = _generate(checkpoint, n_images, seed)
+    save_image_grid(images, path, channel_names=channels, ncols=min(8, n_images),
+                    value_ranges=real_windows(data_dir, channels, seed=seed), title=title)
+
+
+def plot_synthetic_panel(models: Sequence[str], checkpoints: Sequence[str | os.PathLike],
+                         path: str | os.PathLike, *, data_dirs: Sequence[str | os.PathLike],
+                         n_images: int = 8, seed: int = 0, title: str | None = None) -> None:
+    """One figure for several models: a row of ``n_images`` samples per model and channel."""
+    rows: list[tuple[str, np.ndarray, tuple[float, float]]] = []
+    for name, ckpt, data_dir in zip(models, checkpoints, data_dirs, strict=True):
+        images, channels = _generate(ckpt, n_images, seed)
+        windows = real_windows(data_dir, channels, seed=seed)
+        for c, ch in enumerate(channels):
+            label = name if len(channels) == 1 else f"{name}\n{ch}"
+            rows.append((label, images[:, c], windows[c]))
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), n_images, squeeze=False,
+                             figsize=(0.9 * n_images + 1.6, 0.9 * len(rows) + 0.4))
+    for r, (label, imgs, (lo, hi)) in enumerate(rows):
+        for c in range(n_images):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < imgs.shape[0]:
+                ax.imshow(imgs[c], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.3)
+    fig.subplots_adjust(left=0.16)
+    save_figure(fig, path)
+
+
+def write_model_table(models: Sequence[str], runs: Sequence[str | os.PathLike],
+                      path: str | os.PathLike) -> None:
+    """One row per model from its ``run.json``: data, architecture, loss, schedule, final losses."""
+    import pandas as pd
+
+    rows = []
+    for name, run_path in zip(models, runs, strict=True):
+        run = json.loads(Path(run_path).read_text())
+        cfg = run.get("config", {})
+        stats_path = Path(run_path).with_name("stats.jsonl")
+        last = {}
+        if stats_path.exists():
+            lines = [ln for ln in stats_path.read_text().splitlines() if ln.strip()]
+            if lines:
+                last = json.loads(lines[-1])
+        rows.append({
+            "model": name,
+            "dataset": run.get("provenance", {}).get("dataset", ""),
+            "channels": "+".join(cfg.get("channels", [])),
+            "resolution": cfg.get("resolution"),
+            "architecture": cfg.get("architecture", {}).get("name"),
+            "loss": cfg.get("loss", {}).get("name"),
+            "optimizer": cfg.get("optimizer", {}).get("name"),
+            "lr": cfg.get("optimizer", {}).get("lr"),
+            "steps": cfg.get("schedule", {}).get("steps"),
+            "batch_size": cfg.get("schedule", {}).get("batch_size"),
+            "seed": cfg.get("seed"),
+            "final_d_loss": last.get("d_loss"),
+            "final_g_loss": last.get("g_loss"),
+            "train_seconds": run.get("elapsed_s"),
+        })
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

@@ -1,0 +1,68 @@
+# Input functions, target lists and wildcard constraints; no rules.
+from medgan.config import check_config, study_models
+
+check_config(config)
+
+DATASETS = config["datasets"]
+MODELS = config["models"]
+STUDIES = config["studies"]
+PHANTOM_KINDS = sorted(config.get("phantoms", {}))
+MEDGAN_ENV = "../../envs/medgan.yaml"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "NONE",
+    model="|".join(MODELS) or "NONE",
+    study="|".join(STUDIES) or "NONE",
+    kind="|".join(PHANTOM_KINDS) or "NONE",
+    channel="T1|T1c|T2|FLAIR",
+    panel="|".join(sorted({p for s in STUDIES.values() for p in s["panels"]})) or "NONE",
+
+
+def dataset_source(wildcards):
+    """The raw folder a dataset is prepared from: generated phantoms or the user's files."""
+    ds = DATASETS[wildcards.dataset]
+    if ds["phantom"]:
+        return f"resources/phantoms/{ds['kind']}"
+    return ds["path"]
+
+
+def prepared(name):
+    """The three files of a prepared dataset."""
+    return {
+        "images": f"results/data/{name}/images.npy",
+        "meta": f"results/data/{name}/meta.tsv",
+        "info": f"results/data/{name}/dataset.json",
+    }
+
+
+def model_dataset(wildcards):
+    return prepared(MODELS[wildcards.model]["dataset"])
+
+
+def study_real_dataset(wildcards):
+    return prepared(STUDIES[wildcards.study]["real_dataset"])
+
+
+def study_channels(study):
+    s = STUDIES[study]
+    return s.get("real_channels") or DATASETS[s["real_dataset"]]["sequences"]
+
+
+def panel_checkpoints(wildcards):
+    members = STUDIES[wildcards.study]["panels"][wildcards.panel]
+    return [f"results/models/{m}/checkpoint.pt" for m in members]
+
+
+def study_targets(study):
+    out = [f"results/figures/{study}/real_{ch}.png" for ch in study_channels(study)]
+    for m in study_models(STUDIES[study]):
+        out.append(f"results/figures/{study}/synthetic_{m}.png")
+        out.append(f"results/figures/{study}/loss_{m}.png")
+    out += [f"results/figures/{study}/{p}.png" for p in STUDIES[study]["panels"]]
+    out.append(f"results/figures/{study}/models.tsv")
+    return out
+
+
+def all_targets():
+    return [t for study in STUDIES for t in study_targets(study)]

@@ -1,0 +1,29 @@
+# Stage 3: prepared dataset -> trained GAN (checkpoint.pt, stats.jsonl, samples.png, run.json).
+
+
+rule train_gan:
+    input:
+        unpack(model_dataset),
+    output:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        stats="results/models/{model}/stats.jsonl",
+        samples="results/models/{model}/samples.png",
+        run="results/models/{model}/run.json",
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "logs/train/{model}.benchmark.tsv"
+    conda:
+        MEDGAN_ENV
+    # One thread per model lets a laptop train two models at once; raise it (or give a GPU)
+    # with --set-threads / --set-resources or a profile, never in config.
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=0,
+    params:
+        model=lambda wc: MODELS[wc.model],
+        data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
+    script:
+        "../scripts/train_gan.py"

@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from medgan.prepare import prepare_dataset
+from medgan.runlog import log_to
+
+log_to(snakemake.log[0])
+prepare_dataset(
+    snakemake.input.source,
+    Path(snakemake.output.images).parent,
+    dataset=snakemake.params.dataset,
+    name=snakemake.wildcards.dataset,
+)

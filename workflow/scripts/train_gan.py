@@ -1,0 +1,20 @@
+from pathlib import Path
+
+from medgan.runlog import log_to
+from medgan.train import train_gan
+
+log_to(snakemake.log[0])
+m = snakemake.params.model
+train_gan(
+    snakemake.params.data_dir,
+    Path(snakemake.output.checkpoint).parent,
+    channels=m["channels"],
+    resolution=m["resolution"],
+    architecture=m["architecture"],
+    loss=m["loss"],
+    optimizer=m["optimizer"],
+    schedule=m["schedule"],
+    seed=m["seed"],
+    threads=snakemake.threads,
+    provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
+)
