@@ -1,0 +1,317 @@
+"""BraTS-like phantoms: skull-stripped 4-sequence brain MRI with a glioma, seeded.
+
+Each subject is written the way a BraTS 2017-2021 training release lays it out::
+
+    <out_dir>/BraTS20_Training_001/BraTS20_Training_001_{t1,t1ce,t2,flair,seg}.nii.gz
+
+Volumes are float32 on a 1 mm grid with the "LPS" affine of the real files (axis 0 runs
+right -> left, axis 1 anterior -> posterior, axis 2 inferior -> superior), background exactly
+0, and labels 0 (healthy), 1 (necrotic core), 2 (edema), 4 (enhancing tumour).
+
+Anatomy, all from smooth random fields so every subject differs: an ellipsoidal cerebrum
+with a noisy surface, a folded cortical ribbon with CSF-filled sulci, an interhemispheric
+fissure, crescent-shaped lateral ventricles symmetric about the mid-sagittal plane, a third
+ventricle, deep grey nuclei, a cerebellum with folia under a CSF tentorium and a brainstem.
+One tumour sits in one hemisphere's white matter. Tissue classes are turned into four MRI
+contrasts, then smoothed (partial volume), textured, bias-field modulated and noised.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from medgan.atomic import atomic_dir
+from medgan.errors import InputError
+
+SEQUENCES = ("t1", "t1ce", "t2", "flair")
+TISSUE_LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3}
+_CSF, _GM, _WM = 1, 2, 3
+
+# Mean intensity per class (background, CSF, GM, WM, necrosis, edema, enhancing rim).
+_CONTRAST = {
+    "t1": [0.0, 350.0, 700.0, 950.0, 300.0, 760.0, 720.0],
+    "t1ce": [0.0, 380.0, 760.0, 1000.0, 260.0, 800.0, 2100.0],
+    "t2": [0.0, 2600.0, 1400.0, 950.0, 2300.0, 1900.0, 1500.0],
+    "flair": [0.0, 120.0, 640.0, 450.0, 420.0, 1150.0, 750.0],
+}
+# Amplitude of the multiplicative tissue texture per class (tumour is the most heterogeneous).
+_TEXTURE = np.array([0.0, 0.02, 0.04, 0.03, 0.10, 0.06, 0.12], dtype=np.float32)
+
+
+def _smooth_noise(shape, sigma: float, rng: np.random.Generator, down: int = 1) -> np.ndarray:
+    """Unit-variance Gaussian random field with correlation length ~``sigma`` voxels.
+
+    Drawn on a grid ``down`` times coarser, smoothed there and linearly upsampled (cheap).
+    """
+    coarse = tuple(max(4, -(-int(s) // down)) for s in shape)
+    field = rng.standard_normal(coarse, dtype=np.float32)
+    field = ndimage.gaussian_filter(field, max(sigma / down, 0.5), mode="wrap")
+    field -= field.mean()
+    field /= field.std() + 1e-12
+    for axis, (n_in, n_out) in enumerate(zip(coarse, shape, strict=True)):
+        if n_in == n_out:
+            continue
+        pos = np.linspace(0.0, n_in - 1.0, int(n_out), dtype=np.float32)  # linear upsampling
+        i0 = np.minimum(pos.astype(np.intp), n_in - 2)
+        w = (pos - i0).reshape([-1 if a == axis else 1 for a in range(field.ndim)])
+        field = np.take(field, i0, axis) * (1 - w) + np.take(field, i0 + 1, axis) * w
+    return field
+
+
+def _ellipsoid_depth(x, y, z, axes, surface=1.0) -> np.ndarray:
+    """Approximate signed distance (voxels, >0 inside) to the surface r == ``surface``."""
+    ax, ay, az = axes
+    r = np.sqrt((x / ax) ** 2 + (y / ay) ** 2 + (z / az) ** 2)
+    grad = np.sqrt((x / ax**2) ** 2 + (y / ay**2) ** 2 + (z / az**2) ** 2) / np.maximum(r, 1e-6)
+    grad = np.clip(grad, 1.0 / max(np.max(a) for a in axes), 1.0 / min(np.min(a) for a in axes))
+    return ((surface - r) / grad).astype(np.float32)
+
+
+def _inside(x, y, z, axes) -> np.ndarray:
+    return (x / axes[0]) ** 2 + (y / axes[1]) ** 2 + (z / axes[2]) ** 2 < 1.0
+
+
+def brats_phantom_labels(shape: tuple[int, int, int],
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Healthy tissue map (:data:`TISSUE_LABELS`, uint8) and BraTS label map (uint8, {0,1,2,4}).
+
+    :func:`brats_phantom_subject` calls this first with the same generator, so the tissue map
+    of a subject is ``brats_phantom_labels(shape, rng)[0]`` for an identically seeded ``rng``.
+    """
+    nx, ny, nz = shape = _check_shape(shape)
+    cx, cy = nx // 2, (ny - 1) / 2.0  # the mid-sagittal plane is the voxel slice x == nx // 2
+    x = (np.arange(nx, dtype=np.float32) - cx)[:, None, None]
+    y = (np.arange(ny, dtype=np.float32) - cy)[None, :, None]
+    z = np.arange(nz, dtype=np.float32)[None, None, :]
+    jit = rng.uniform(0.93, 1.04, size=3)
+
+    # Cerebrum: ellipsoid, wider posteriorly, flatter at the base, noisy surface.
+    ax, ay, az = 0.34 * nx * jit[0], 0.37 * ny * jit[1], 0.42 * nz * jit[2]
+    zc = 0.5 * nz
+    size = float(np.mean([ax, ay, 0.84 * az]))  # mean semi-axis, voxels
+    zz = z - zc
+    low = az * np.minimum(0.55 + 0.35 * (x / ax) ** 2, 0.8)  # temporal lobes hang lower
+    axes = (ax * (1.0 + 0.08 * y / ay), ay, np.where(zz < 0, low, az))
+    surface = 1.0 + 0.035 * _smooth_noise(shape, 0.25 * size, rng, down=4)
+    d1 = _ellipsoid_depth(x, y, zz, axes, surface)
+    cerebrum = d1 > 0
+
+    # Lateral ventricles: crescents arched in the sagittal plane, mirror images at +-x with a
+    # thin septum between them. The corpus callosum caps them and, with the diencephalon,
+    # joins the hemispheres; elsewhere the wavy interhemispheric fissure is a second surface
+    # (the medial cortex).
+    zv = zc + 0.1 * az  # level of the lateral ventricles
+    vs = rng.uniform(0.75, 1.35)
+    u = (y + 0.05 * ay) / (0.55 * ay)
+    arch = z - (zv - 0.35 * az * u**2)
+    half_z = 0.11 * az * vs * (1.0 - 0.45 * u**2)
+    wx = 0.08 * ax * vs
+    callosum = ((u / 1.12) ** 2 + (arch / (half_z + 0.07 * az)) ** 2 < 1.0) & (arch > -0.5 * half_z)
+    joined = callosum | _inside(0.0, y + 0.02 * ay, z - (zv - 0.42 * az),
+                                (1.0, 0.3 * ay, 0.4 * az))
+    wave = _smooth_noise((ny, nz), 0.15 * size, rng, down=2)[None]
+    medial = np.where(joined, np.float32(np.inf), np.abs(x - wave) - 0.35)
+    depth = np.minimum(d1, medial)
+
+    # Cortex (ribbon and sulci, from the outer and medial surfaces), ventricles, deep grey
+    # nuclei (thalami, lentiform nuclei).
+    ctx = max(1.3, 0.055 * size * rng.uniform(0.9, 1.1))  # cortical thickness
+    sulcal = 0.22 * size  # sulcal depth
+    fold = np.abs(_smooth_noise(shape, max(1.2, 0.06 * size), rng, down=2))
+    gm = (depth < ctx) | ((depth < sulcal + ctx) & (fold < 0.55))
+    csf = (d1 < 0.8) | (medial < 0) | ((depth < sulcal) & (fold < 0.12))
+    for side in (-1.0, 1.0):
+        offset = 0.6 + wx + 0.2 * ax * np.maximum(u, 0.0) ** 2  # horns diverge posteriorly
+        csf |= ((x - side * offset) / wx) ** 2 + u**2 + (arch / half_z) ** 2 < 1.0
+    csf |= (np.abs(x) < 0.6) & _inside(0.0, y - 0.05 * ay, z - (zv - 0.3 * az),
+                                       (1.0, 0.14 * ay, 0.1 * az))  # third ventricle
+
+    for side in (-1.0, 1.0):
+        gm |= _inside(x - side * 0.15 * ax, y - 0.08 * ay, z - (zv - 0.3 * az),
+                      (0.13 * ax, 0.17 * ay, 0.15 * az))
+        gm |= _inside(x - side * 0.36 * ax, y + 0.12 * ay, z - (zv - 0.18 * az),
+                      (0.07 * ax, 0.2 * ay, 0.16 * az))
+
+    tissue = np.zeros(shape, dtype=np.uint8)
+    tissue[cerebrum] = _WM
+    tissue[cerebrum & gm] = _GM
+    tissue[cerebrum & csf] = _CSF
+
+    # Brainstem, tilted and tapering, with the pons, down to the bottom of the field of view.
+    taper = 0.8 + 0.2 * np.minimum(z / zc, 1.0)
+    stem = _inside(x, y - 0.35 * (0.25 * nz - z), 0.0, (0.075 * nx * taper, 0.07 * ny * taper, 1.0))
+    stem = (stem & (z < zc)) | _inside(x, y + 0.02 * ny, z - 0.22 * nz,
+                                       (0.09 * nx, 0.09 * ny, 0.09 * nz))
+    stem &= ~cerebrum & (z >= 0.04 * nz)
+    # Cerebellum under a CSF tentorium, with folia and branching white matter.
+    cb_axes = (0.3 * nx * jit[0], 0.16 * ny * jit[1], 0.15 * nz * jit[2])
+    yc, zb = 0.2 * ny, 0.2 * nz
+    d2 = _ellipsoid_depth(x, y - yc, z - zb, cb_axes)
+    cb = (d2 > 0) & ~cerebrum & ~stem
+    r2 = np.sqrt((x / cb_axes[0]) ** 2 + ((y - yc) / cb_axes[1]) ** 2
+                 + ((z - zb) / cb_axes[2]) ** 2)
+    folia = np.mod(r2 * 6.0 + 0.7 * _smooth_noise(shape, 0.12 * size, rng, down=2), 1.0)
+    tissue[cb] = _GM
+    tissue[cb & ((r2 < 0.4) | ((r2 < 0.8) & (fold < 0.2)))] = _WM
+    fissures = ((folia < 0.16) | (fold < 0.08)) & (r2 > 0.35)
+    tissue[cb & (fissures | (d2 < 0.8) | (d1 > -1.5))] = _CSF
+    tissue[stem] = _WM
+    tissue[stem & ~ndimage.binary_erosion(stem)] = _CSF
+    fourth = _inside(x, y - (yc - 0.95 * cb_axes[1]), z - zb, (0.03 * nx, 0.03 * ny, 0.05 * nz))
+    tissue[(cb | stem) & fourth] = _CSF
+
+    seg = _tumour(tissue, d1, cerebrum, x, wave, size, rng)
+    return tissue, seg
+
+
+def _tumour(tissue, depth, cerebrum, x, wave, size, rng) -> np.ndarray:
+    """Label map with one glioma (core 1, enhancing rim 4, edema 2) in cerebral white matter.
+
+    ``x`` is the coordinate from the mid-sagittal plane, ``wave`` the fissure's offset from it.
+    """
+    shape = tissue.shape
+    cx = int(np.argmin(np.abs(x)))
+    seg = np.zeros(shape, dtype=np.uint8)
+    r_core = max(4.0, rng.uniform(0.1, 0.24) * size)
+    side = rng.choice([-1.0, 1.0])
+    for _ in range(200):  # rejection-sample a centre deep in one hemisphere's white matter
+        c = np.array([cx + side * rng.uniform(0.2, 0.65) * size,
+                      rng.uniform(0.2, 0.8) * shape[1],
+                      rng.uniform(0.4, 0.8) * shape[2]]).round().astype(int)
+        c = np.clip(c, 0, np.array(shape) - 1)
+        if (tissue[tuple(c)] == _WM and depth[tuple(c)] > r_core + 2
+                and abs(c[0] - cx) > r_core + 2):
+            break
+    else:  # tiny volumes: take the deepest white-matter voxel of that hemisphere
+        ok = (tissue == _WM) & (side * x > 1)
+        c = np.array(np.unravel_index(np.argmax(np.where(ok, depth, -np.inf)), shape))
+    r_edema = r_core * rng.uniform(1.3, 1.8)
+    r_nec = max(2.5, min(r_core * rng.uniform(0.5, 0.75), r_core - 1.5))
+    half = int(np.ceil(1.5 * r_edema)) + 2
+    lo, hi = np.maximum(c - half, 0), np.minimum(c + half + 1, shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    stretch = rng.uniform(0.8, 1.25, size=3)
+    g = [(np.arange(a, b, dtype=np.float32) - cc) / s
+         for a, b, cc, s in zip(lo, hi, c, stretch, strict=True)]
+    dist = np.sqrt(g[0][:, None, None] ** 2 + g[1][None, :, None] ** 2 + g[2][None, None, :] ** 2)
+    sub = dist.shape
+
+    def blob(radius, rough, corr):
+        return dist < radius * (1.0 + rough * _smooth_noise(sub, max(1.0, corr * radius), rng))
+
+    local = tissue[box]
+    hemi = (side * (x[box[0]] - wave[:, box[1], box[2]]) > 0.5) & cerebrum[box]
+    edema = blob(r_edema, 0.4, 0.25) & hemi & ((local == _WM) | (local == _GM))
+    core = blob(r_core, 0.18, 0.4) & hemi
+    nec = blob(r_nec, 0.25, 0.5)
+    centre = tuple(c - lo)
+    core[centre] = nec[centre] = True
+    core = _component_at(core, centre)  # noise can split a blob: keep the piece at the centre
+    nec &= ndimage.binary_erosion(core)  # the enhancing rim surrounds the necrosis
+    nec[centre] = True
+    edema = _component_at(edema | core, centre) & ~core
+    out = seg[box]
+    out[edema] = 2
+    out[core] = 4
+    out[nec] = 1
+    return seg
+
+
+def _component_at(mask: np.ndarray, point) -> np.ndarray:
+    labels, _ = ndimage.label(mask)
+    return labels == labels[point]
+
+
+def brats_phantom_subject(shape: tuple[int, int, int],
+                          rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Return {'t1','t1ce','t2','flair': float32 volumes, 'seg': uint8 label map} of the given
+    shape (axes x: right -> left, y: anterior -> posterior, z: inferior -> superior)."""
+    tissue, seg = brats_phantom_labels(shape, rng)
+    shape = tissue.shape
+    brain = tissue > 0
+    cls = tissue.copy()
+    cls[seg == 1], cls[seg == 2], cls[seg == 4] = 4, 5, 6
+
+    gain = rng.uniform(0.8, 1.25)
+    # Partial volume: smooth each contrast, renormalised at the brain edge so that the edge
+    # does not darken; then texture (shared: it is anatomy) and per-sequence bias and noise.
+    weight = ndimage.gaussian_filter(brain.astype(np.float32), 0.5, truncate=3.0)
+    scale = np.where(brain, 1.0 / np.maximum(weight, 1e-3), 0.0).astype(np.float32)
+    scale *= 1.0 + _TEXTURE[cls] * _smooth_noise(shape, 1.0, rng)
+    out: dict[str, np.ndarray] = {}
+    for name in SEQUENCES:
+        table = np.asarray(_CONTRAST[name], dtype=np.float32) * np.float32(gain)
+        table[1:] *= rng.uniform(0.94, 1.06, size=6).astype(np.float32)
+        vol = ndimage.gaussian_filter(table[cls], 0.5, truncate=3.0)
+        vol *= scale
+        for axis, n in enumerate(shape):  # smooth multiplicative bias field, separable
+            curve = np.exp(0.1 * _smooth_noise((n,), 0.3 * n, rng))
+            vol *= curve.reshape([-1 if a == axis else 1 for a in range(3)])
+        vol += rng.standard_normal(shape, dtype=np.float32) * (0.02 * table[_WM])
+        np.maximum(vol, 1.0, out=vol)
+        vol[~brain] = 0.0
+        out[name] = vol
+    out["seg"] = seg
+    return out
+
+
+def _check_shape(shape) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be three integers, got {shape!r}") from None
+    if len(dims) != 3 or any(d < 16 for d in dims) or dims != tuple(shape):
+        raise ValueError(f"shape must be three integers >= 16, got {shape!r}")
+    return dims
+
+
+def _affine(shape) -> np.ndarray:
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    affine[1, 3] = shape[1] - 1
+    return affine
+
+
+def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    img.set_data_dtype(data.dtype)
+    nib.save(img, path)
+
+
+def make_brats_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 10,
+                        shape=(120, 120, 78), seed: int = 0,
+                        prefix: str = "BraTS20_Training") -> list[Path]:
+    """Write n_subjects subjects under out_dir (atomically: the whole out_dir appears complete
+    or not at all); return the subject folders, ``<out_dir>/<prefix>_001`` and on.
+
+    Subject number ``i`` (1-based) is drawn from ``SeedSequence([seed, i])`` only, so adding
+    subjects never changes existing ones.
+    """
+    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) \
+            or n_subjects < 1:
+        raise ValueError(f"n_subjects must be an integer >= 1, got {n_subjects!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or os.sep in prefix:
+        raise ValueError(f"prefix must be a non-empty file-name stem, got {prefix!r}")
+    shape = _check_shape(shape)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a directory; cannot write phantoms there")
+    affine = _affine(shape)
+    names = [f"{prefix}_{i:03d}" for i in range(1, n_subjects + 1)]
+    with atomic_dir(out_dir) as tmp:
+        for i, name in enumerate(names, start=1):
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), i]))
+            vols = brats_phantom_subject(shape, rng)
+            (tmp / name).mkdir()
+            for key in (*SEQUENCES, "seg"):
+                _write_nifti(tmp / name / f"{name}_{key}.nii.gz", vols[key], affine)
+    return [out_dir / name for name in names]
