@@ -21,7 +21,9 @@ def _pyplot():
     return plt
 
 
-def display_range(images: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+def display_range(
+    images: np.ndarray, *, low: float = 0.5, high: float = 99.5
+) -> tuple[float, float]:
     """A robust display window (percentiles) for a stack of images of one channel."""
     lo, hi = np.percentile(np.asarray(images, dtype=np.float64), [low, high])
     if not hi > lo:
@@ -29,11 +31,18 @@ def display_range(images: np.ndarray, *, low: float = 0.5, high: float = 99.5) -
     return float(lo), float(hi)
 
 
-def save_image_grid(images: np.ndarray, path: str | os.PathLike, *, ncols: int = 8,
-                    channel_names: Sequence[str] | None = None,
-                    value_ranges: Sequence[tuple[float, float]] | None = None,
-                    title: str | None = None, row_labels: Sequence[str] | None = None,
-                    cell_inches: float = 1.2, dpi: int = 100) -> None:
+def save_image_grid(
+    images: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    ncols: int = 8,
+    channel_names: Sequence[str] | None = None,
+    value_ranges: Sequence[tuple[float, float]] | None = None,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+    cell_inches: float = 1.2,
+    dpi: int = 100,
+) -> None:
     """Save ``images`` (N, C, H, W) as a grid, one block of columns per channel.
 
     Each channel is shown in grey with one display window for all images of that channel
@@ -48,26 +57,45 @@ def save_image_grid(images: np.ndarray, path: str | os.PathLike, *, ncols: int =
     names = list(channel_names) if channel_names is not None else [f"ch{i}" for i in range(c)]
     if len(names) != c:
         raise ValueError(f"{c} channels but {len(names)} channel names")
-    ranges = (list(value_ranges) if value_ranges is not None
-              else [display_range(images[:, i]) for i in range(c)])
+    ranges = (
+        list(value_ranges)
+        if value_ranges is not None
+        else [display_range(images[:, i]) for i in range(c)]
+    )
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     plt = _pyplot()
-    fig, axes = plt.subplots(nrows, ncols * c, squeeze=False,
-                             figsize=(cell_inches * ncols * c, cell_inches * nrows + (0.5 if title else 0.2)))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols * c,
+        squeeze=False,
+        figsize=(cell_inches * ncols * c, cell_inches * nrows + (0.5 if title else 0.2)),
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
         r, col = divmod(i, ncols)
         for ch in range(c):
             ax = axes[r, ch * ncols + col]
-            ax.imshow(images[i, ch], cmap="gray", vmin=ranges[ch][0], vmax=ranges[ch][1],
-                      interpolation="nearest")
+            ax.imshow(
+                images[i, ch],
+                cmap="gray",
+                vmin=ranges[ch][0],
+                vmax=ranges[ch][1],
+                interpolation="nearest",
+            )
             if r == 0 and col == 0 and c > 1:
                 ax.set_title(names[ch], fontsize=8, loc="left")
             if col == 0 and ch == 0 and row_labels is not None and r < len(row_labels):
-                ax.text(-0.08, 0.5, row_labels[r], transform=ax.transAxes, ha="right",
-                        va="center", fontsize=7)
+                ax.text(
+                    -0.08,
+                    0.5,
+                    row_labels[r],
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="center",
+                    fontsize=7,
+                )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.2)
@@ -94,9 +122,14 @@ def read_stats(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def plot_loss_curves(stats_path: str | os.PathLike, path: str | os.PathLike, *,
-                     title: str | None = None, keys: Sequence[str] | None = None,
-                     smooth: int = 1) -> None:
+def plot_loss_curves(
+    stats_path: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    keys: Sequence[str] | None = None,
+    smooth: int = 1,
+) -> None:
     """Plot every ``*loss*`` column of ``stats.jsonl`` (or ``keys``) against ``step``."""
     rows = read_stats(stats_path)
     if not rows:
@@ -112,7 +145,7 @@ def plot_loss_curves(stats_path: str | os.PathLike, path: str | os.PathLike, *,
         steps, vals = map(np.asarray, zip(*pts, strict=True))
         if smooth > 1 and len(vals) >= smooth:
             vals = np.convolve(vals, np.ones(smooth) / smooth, mode="valid")
-            steps = steps[smooth - 1:]
+            steps = steps[smooth - 1 :]
         ax.plot(steps, vals, label=key, linewidth=1)
     ax.set_xlabel("generator step")
     ax.set_ylabel("loss")

@@ -56,8 +56,14 @@ class PreparedDatasetWriter:
             w.info["source"] = "BraTS 2020"
     """
 
-    def __init__(self, out_dir: str | os.PathLike, *, channels: list[str], resolution: int | list[int],
-                 info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        channels: list[str],
+        resolution: int | list[int],
+        info: dict[str, Any] | None = None,
+    ):
         self.out_dir = Path(out_dir)
         self.channels = list(channels)
         self.resolution = resolution
@@ -130,8 +136,12 @@ class PreparedDatasetWriter:
             "resolution": self.resolution,
             "value_range": [float(self._min.min()), float(self._max.max())],
             "channel_stats": {
-                c: {"min": float(self._min[i]), "max": float(self._max[i]),
-                    "mean": float(mean[i]), "std": float(std[i])}
+                c: {
+                    "min": float(self._min[i]),
+                    "max": float(self._max[i]),
+                    "mean": float(mean[i]),
+                    "std": float(std[i]),
+                }
                 for i, c in enumerate(self.channels)
             },
             "medgan_version": __version__,
@@ -149,8 +159,9 @@ def _write_tsv(path: Path, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         columns.extend(k for k in r if k not in columns)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", lineterminator="\n",
-                                restval="")
+        writer = csv.DictWriter(
+            fh, fieldnames=columns, delimiter="\t", lineterminator="\n", restval=""
+        )
         writer.writeheader()
         writer.writerows(rows)
 
@@ -168,8 +179,9 @@ class PreparedDataset:
         return list(self.info["channels"])
 
 
-def load_prepared(path: str | os.PathLike, *, channels: list[str] | None = None,
-                  mmap: bool = True) -> PreparedDataset:
+def load_prepared(
+    path: str | os.PathLike, *, channels: list[str] | None = None, mmap: bool = True
+) -> PreparedDataset:
     """Read a prepared dataset; ``channels`` selects (and orders) channels by name."""
     import pandas as pd
 
@@ -187,19 +199,22 @@ def load_prepared(path: str | os.PathLike, *, channels: list[str] | None = None,
         raise InputError(path / IMAGES, f"not a readable .npy array ({err})") from err
     meta = pd.read_csv(path / META, sep="\t")
     if images.ndim != 4 or images.dtype != np.float32:
-        raise InputError(path / IMAGES, f"expected (N, C, H, W) float32, got {images.shape} "
-                                        f"{images.dtype}")
+        raise InputError(
+            path / IMAGES, f"expected (N, C, H, W) float32, got {images.shape} {images.dtype}"
+        )
     if images.shape[1] != len(info.get("channels", [])):
-        raise InputError(path / INFO, f"lists {len(info.get('channels', []))} channels but "
-                                      f"images.npy has {images.shape[1]}")
+        raise InputError(
+            path / INFO,
+            f"lists {len(info.get('channels', []))} channels but images.npy has {images.shape[1]}",
+        )
     if len(meta) != images.shape[0]:
-        raise InputError(path / META, f"has {len(meta)} rows but images.npy has "
-                                      f"{images.shape[0]} images")
+        raise InputError(
+            path / META, f"has {len(meta)} rows but images.npy has {images.shape[0]} images"
+        )
     if channels is not None:
         missing = [c for c in channels if c not in info["channels"]]
         if missing:
-            raise InputError(path / INFO, f"has no channel(s) {missing}; it has "
-                                          f"{info['channels']}")
+            raise InputError(path / INFO, f"has no channel(s) {missing}; it has {info['channels']}")
         idx = [info["channels"].index(c) for c in channels]
         if idx != list(range(images.shape[1])):
             images = images[:, idx]

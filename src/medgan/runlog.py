@@ -15,5 +15,9 @@ def log_to(path: str | os.PathLike | None) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "w", buffering=1)  # noqa: SIM115 - lives as long as the process
     sys.stdout = sys.stderr = fh
-    logging.basicConfig(stream=fh, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=fh,
+        level=logging.INFO,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -19,8 +19,9 @@ from medgan.plotting import _pyplot, display_range, save_figure, save_image_grid
 from medgan.prepared import load_prepared
 
 
-def real_windows(data_dir: str | os.PathLike, channels: Sequence[str], *, max_images: int = 2000,
-                 seed: int = 0) -> list[tuple[float, float]]:
+def real_windows(
+    data_dir: str | os.PathLike, channels: Sequence[str], *, max_images: int = 2000, seed: int = 0
+) -> list[tuple[float, float]]:
     """Display window per channel from (a seeded subsample of) the real images."""
     ds = load_prepared(data_dir, channels=list(channels))
     n = ds.images.shape[0]
@@ -37,14 +38,24 @@ def pick_real(data_dir: str | os.PathLike, channel: str, n_images: int, seed: in
     return np.asarray(ds.images[idx])
 
 
-def plot_real_grid(data_dir: str | os.PathLike, path: str | os.PathLike, *, channel: str,
-                   n_images: int = 16, seed: int = 0) -> None:
+def plot_real_grid(
+    data_dir: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    channel: str,
+    n_images: int = 16,
+    seed: int = 0,
+) -> None:
     """Han 2018 Fig. 2: a grid of real training images of one sequence."""
     images = pick_real(data_dir, channel, n_images, seed)
     info = json.loads((Path(data_dir) / "dataset.json").read_text())
-    save_image_grid(images, path, channel_names=[channel],
-                    value_ranges=real_windows(data_dir, [channel], seed=seed),
-                    title=f"real {channel} ({Path(data_dir).name}, {info['resolution']} px)")
+    save_image_grid(
+        images,
+        path,
+        channel_names=[channel],
+        value_ranges=real_windows(data_dir, [channel], seed=seed),
+        title=f"real {channel} ({Path(data_dir).name}, {info['resolution']} px)",
+    )
 
 
 def _generate(checkpoint: str | os.PathLike, n_images: int, seed: int):
@@ -54,18 +65,37 @@ def _generate(checkpoint: str | os.PathLike, n_images: int, seed: int):
     return generate_images(checkpoint, n_images, seed=seed), list(ckpt["config"]["channels"])
 
 
-def plot_synthetic_grid(checkpoint: str | os.PathLike, path: str | os.PathLike, *,
-                        data_dir: str | os.PathLike, n_images: int = 16, seed: int = 0,
-                        title: str | None = None) -> None:
+def plot_synthetic_grid(
+    checkpoint: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike,
+    n_images: int = 16,
+    seed: int = 0,
+    title: str | None = None,
+) -> None:
     """Han 2018 Figs. 3 and 4, one model: synthetic images, one block of columns per channel."""
     images, channels = _generate(checkpoint, n_images, seed)
-    save_image_grid(images, path, channel_names=channels, ncols=min(8, n_images),
-                    value_ranges=real_windows(data_dir, channels, seed=seed), title=title)
+    save_image_grid(
+        images,
+        path,
+        channel_names=channels,
+        ncols=min(8, n_images),
+        value_ranges=real_windows(data_dir, channels, seed=seed),
+        title=title,
+    )
 
 
-def plot_synthetic_panel(models: Sequence[str], checkpoints: Sequence[str | os.PathLike],
-                         path: str | os.PathLike, *, data_dirs: Sequence[str | os.PathLike],
-                         n_images: int = 8, seed: int = 0, title: str | None = None) -> None:
+def plot_synthetic_panel(
+    models: Sequence[str],
+    checkpoints: Sequence[str | os.PathLike],
+    path: str | os.PathLike,
+    *,
+    data_dirs: Sequence[str | os.PathLike],
+    n_images: int = 8,
+    seed: int = 0,
+    title: str | None = None,
+) -> None:
     """One figure for several models: a row of ``n_images`` samples per model and channel."""
     rows: list[tuple[str, np.ndarray, tuple[float, float]]] = []
     for name, ckpt, data_dir in zip(models, checkpoints, data_dirs, strict=True):
@@ -75,16 +105,18 @@ def plot_synthetic_panel(models: Sequence[str], checkpoints: Sequence[str | os.P
             label = name if len(channels) == 1 else f"{name}\n{ch}"
             rows.append((label, images[:, c], windows[c]))
     plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), n_images, squeeze=False,
-                             figsize=(0.9 * n_images + 1.6, 0.9 * len(rows) + 0.4))
+    fig, axes = plt.subplots(
+        len(rows), n_images, squeeze=False, figsize=(0.9 * n_images + 1.6, 0.9 * len(rows) + 0.4)
+    )
     for r, (label, imgs, (lo, hi)) in enumerate(rows):
         for c in range(n_images):
             ax = axes[r, c]
             ax.axis("off")
             if c < imgs.shape[0]:
                 ax.imshow(imgs[c], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right",
-                        va="center", fontsize=7)
+        axes[r, 0].text(
+            -0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.3)
@@ -92,8 +124,9 @@ def plot_synthetic_panel(models: Sequence[str], checkpoints: Sequence[str | os.P
     save_figure(fig, path)
 
 
-def write_model_table(models: Sequence[str], runs: Sequence[str | os.PathLike],
-                      path: str | os.PathLike) -> None:
+def write_model_table(
+    models: Sequence[str], runs: Sequence[str | os.PathLike], path: str | os.PathLike
+) -> None:
     """One row per model from its ``run.json``: data, architecture, loss, schedule, final losses."""
     import pandas as pd
 
@@ -107,21 +140,23 @@ def write_model_table(models: Sequence[str], runs: Sequence[str | os.PathLike],
             lines = [ln for ln in stats_path.read_text().splitlines() if ln.strip()]
             if lines:
                 last = json.loads(lines[-1])
-        rows.append({
-            "model": name,
-            "dataset": run.get("provenance", {}).get("dataset", ""),
-            "channels": "+".join(cfg.get("channels", [])),
-            "resolution": cfg.get("resolution"),
-            "architecture": cfg.get("architecture", {}).get("name"),
-            "loss": cfg.get("loss", {}).get("name"),
-            "optimizer": cfg.get("optimizer", {}).get("name"),
-            "lr": cfg.get("optimizer", {}).get("lr"),
-            "steps": cfg.get("schedule", {}).get("steps"),
-            "batch_size": cfg.get("schedule", {}).get("batch_size"),
-            "seed": cfg.get("seed"),
-            "final_d_loss": last.get("d_loss"),
-            "final_g_loss": last.get("g_loss"),
-            "train_seconds": run.get("elapsed_s"),
-        })
+        rows.append(
+            {
+                "model": name,
+                "dataset": run.get("provenance", {}).get("dataset", ""),
+                "channels": "+".join(cfg.get("channels", [])),
+                "resolution": cfg.get("resolution"),
+                "architecture": cfg.get("architecture", {}).get("name"),
+                "loss": cfg.get("loss", {}).get("name"),
+                "optimizer": cfg.get("optimizer", {}).get("name"),
+                "lr": cfg.get("optimizer", {}).get("lr"),
+                "steps": cfg.get("schedule", {}).get("steps"),
+                "batch_size": cfg.get("schedule", {}).get("batch_size"),
+                "seed": cfg.get("seed"),
+                "final_d_loss": last.get("d_loss"),
+                "final_g_loss": last.get("g_loss"),
+                "train_seconds": run.get("elapsed_s"),
+            }
+        )
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

@@ -1,0 +1,127 @@
+"""The config schema and the cross-reference checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from medgan.config import ConfigError, check_config, study_models
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return load(REPO / "config" / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", ".test/config/config.yaml", "config/studies/han2018.yaml"]
+)
+def test_shipped_configs_validate_and_are_consistent(path):
+    cfg = load(REPO / path)
+    validate(cfg, SCHEMA)
+    check_config(cfg)
+
+
+def test_defaults_are_filled_in(default_config):
+    cfg = copy.deepcopy(default_config)
+    del cfg["models"]["han_dcgan_t1"]["schedule"]
+    validate(cfg, SCHEMA, set_default=True)
+    assert cfg["models"]["han_dcgan_t1"]["schedule"]["batch_size"] == 64
+    assert cfg["models"]["han_dcgan_t1"]["schedule"]["steps"] == 1000
+
+
+def _errmsg(cfg) -> str:
+    with pytest.raises(WorkflowError) as info:
+        validate(cfg, SCHEMA)
+    return str(info.value)
+
+
+def test_misspelled_key_is_named(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_wgan_t1"]["loss"]["n_critics"] = 5
+    assert "n_critics" in _errmsg(cfg)
+
+
+def test_misspelled_top_level_and_dataset_keys_are_named(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["studys"] = {}
+    assert "studys" in _errmsg(cfg)
+    cfg = copy.deepcopy(default_config)
+    cfg["datasets"]["brats_phantom_64"]["preprocessing"]["resoluton"] = 64
+    assert "resoluton" in _errmsg(cfg)
+
+
+def test_wrong_type_is_named(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_dcgan_t1"]["schedule"]["steps"] = "many"
+    msg = _errmsg(cfg)
+    assert "steps" in msg and "many" in msg
+
+
+def test_every_schema_property_has_a_description():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    missing = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, sub in node.get("properties", {}).items():
+                if "description" not in sub and "$ref" not in sub:
+                    missing.append(f"{where}.{key}")
+            for key, sub in node.items():
+                walk(sub, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{where}[{i}]")
+
+    walk(schema, "schema")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (
+            lambda c: c["models"]["han_dcgan_t1"].update(dataset="nope"),
+            "models.han_dcgan_t1.dataset",
+        ),
+        (
+            lambda c: c["models"]["han_dcgan_t1"].update(resolution=32),
+            "models.han_dcgan_t1.resolution",
+        ),
+        (
+            lambda c: c["datasets"]["brats_phantom_64"].update(sequences=["T1"]),
+            "models.han_dcgan_t1c.channels",
+        ),
+        (
+            lambda c: c["studies"]["han2018"]["panels"]["fig3_dcgan"].append("ghost"),
+            "studies.han2018.panels.fig3_dcgan",
+        ),
+        (
+            lambda c: c["datasets"]["brats_phantom_64"]["preprocessing"].update(slice_stop=0.2),
+            "datasets.brats_phantom_64.preprocessing.slice_stop",
+        ),
+        (lambda c: c.pop("phantoms"), "datasets.brats_phantom_64.phantom"),
+    ],
+)
+def test_cross_references_are_checked(default_config, edit, key):
+    cfg = copy.deepcopy(default_config)
+    edit(cfg)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(cfg)
+
+
+def test_study_models_in_panel_order(default_config):
+    models = study_models(default_config["studies"]["han2018"])
+    assert len(models) == 12 and models[0] == "han_dcgan_t1" and models[-1] == "han_wgan_concat32"

@@ -1,0 +1,141 @@
+"""The Snakemake workflow itself: lint, formatting, dry runs and a real run of the whole DAG."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.workflow
+
+
+def run(args, cwd=REPO, check=True):
+    exe = BIN / args[0]
+    cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def test_snakemake_lint_is_clean():
+    proc = run(["snakemake", "--lint"])
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_is_clean():
+    run(["snakefmt", "--check", "Snakefile", "workflow"])
+
+
+def test_ruff_is_clean():
+    run(["ruff", "check", "."])
+
+
+def test_dry_run_of_the_default_config_plans_the_han_study():
+    proc = run(["snakemake", "-n", "--cores", "2"])
+    out = proc.stdout + proc.stderr
+    table = {
+        line.split()[0]: int(line.split()[1])
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert table["train_gan"] == 12
+    assert table["prepare_dataset"] == 2
+    assert table["brats_phantoms"] == 1
+    assert table["real_grid"] == 4
+
+
+def test_misspelled_key_fails_before_any_job(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["models"]["han_dcgan_t1"]["schedule"]["batch_szie"] = 64
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = run(["snakemake", "-n", "--configfile", str(bad)], check=False)
+    assert proc.returncode != 0
+    assert "batch_szie" in proc.stdout + proc.stderr
+
+
+def test_configfile_replaces_the_default(tmp_path):
+    """A study config given with --configfile is not merged with the default's models."""
+    proc = run(["snakemake", "-n", "--cores", "1", "--configfile", ".test/config/config.yaml"])
+    out = proc.stdout + proc.stderr
+    assert "tiny_dcgan_t1" in out and "han_dcgan_t1" not in out
+
+
+def test_post_deploy_script_refuses_a_non_checkout(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(REPO / "envs" / "medgan.post-deploy.sh")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 1
+    assert "not a medgan checkout" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the whole DAG of the tiny config in a fresh directory (copy of the workflow)."""
+    work = tmp_path_factory.mktemp("workflow")
+    shutil.copy(REPO / "Snakefile", work / "Snakefile")
+    shutil.copytree(REPO / "workflow", work / "workflow")
+    shutil.copytree(REPO / "envs", work / "envs")
+    (work / "config").mkdir()
+    shutil.copy(REPO / ".test" / "config" / "config.yaml", work / "config" / "config.yaml")
+    proc = run(["snakemake", "--cores", "2", "all"], cwd=work)
+    return work, proc
+
+
+def test_tiny_workflow_produces_every_figure(tiny_run):
+    work, _ = tiny_run
+    figs = work / "results" / "figures" / "han2018"
+    expected = {"real_T1.png", "real_FLAIR.png", "fig3_dcgan.png", "fig4_wgan.png", "models.tsv"}
+    for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
+        expected |= {f"synthetic_{m}.png", f"loss_{m}.png"}
+    assert {p.name for p in figs.iterdir()} == expected
+    from PIL import Image
+
+    for png in figs.glob("*.png"):
+        with Image.open(png) as im:
+            assert im.size[0] > 50 and im.size[1] > 50
+    table = pd.read_csv(figs / "models.tsv", sep="\t")
+    assert list(table["model"]) == ["tiny_dcgan_t1", "tiny_wgan_concat"]
+    assert list(table["channels"]) == ["T1", "T1+T1c+T2+FLAIR"]
+
+
+def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
+    work, _ = tiny_run
+    cases = sorted(p for p in (work / "resources" / "phantoms" / "brats").iterdir() if p.is_dir())
+    assert [c.name for c in cases] == ["BraTS20_Training_001", "BraTS20_Training_002"]
+    data = work / "results" / "data" / "brats_tiny"
+    images = np.load(data / "images.npy", mmap_mode="r")
+    assert images.shape[1:] == (4, 16, 16) and images.dtype == np.float32
+    meta = pd.read_csv(data / "meta.tsv", sep="\t")
+    assert len(meta) == images.shape[0]
+    for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
+        d = work / "results" / "models" / m
+        assert {"checkpoint.pt", "stats.jsonl", "samples.png", "run.json"} <= {
+            p.name for p in d.iterdir()
+        }
+        import torch
+
+        ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
+        assert ckpt["step"] == 3
+
+
+def test_tiny_workflow_is_complete_after_one_run(tiny_run):
+    work, _ = tiny_run
+    proc = run(["snakemake", "-n", "--cores", "2"], cwd=work)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
