@@ -1,0 +1,105 @@
+"""Checkpoints as plain dicts (DESIGN.md): state_dicts, config, step, RNG states; no pickled code.
+
+:func:`save_checkpoint` writes atomically with ``torch.save``; :func:`load_checkpoint` reads with
+``weights_only=True``, so a file holding arbitrary Python objects is refused with an
+:class:`~medgan.errors.InputError` instead of being executed. RNG states are stored as tensors,
+lists and numbers (:func:`capture_rng_state` / :func:`restore_rng_state`), which the
+weights-only unpickler accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgan.atomic import atomic_path
+from medgan.errors import InputError
+
+REQUIRED_KEYS = ("generator", "config", "step")
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint`` (a plain dict) to ``path`` atomically."""
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f"a checkpoint is a plain dict, got {type(checkpoint).__name__}")
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    required: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, Any]:
+    """Read a checkpoint dict with ``torch.load(..., weights_only=True)``.
+
+    Raises :class:`InputError` naming ``path`` if the file is missing, is not a torch file,
+    holds anything but tensors and plain containers (e.g. a pickled class instance), or lacks
+    one of the ``required`` keys.
+    """
+    if not os.path.isfile(path):
+        raise InputError(path, "checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = _unpickler_reason(err)
+        if "Unsupported global" in reason:
+            raise InputError(path, "refused: the checkpoint holds Python objects other than "
+                                   f"tensors and plain containers ({reason})") from err
+        raise InputError(path, f"not a readable torch checkpoint ({reason})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise InputError(path, f"not a readable torch checkpoint ({type(err).__name__}: "
+                               f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"
+                         ) from err
+    if not isinstance(ckpt, dict):
+        raise InputError(path, f"a checkpoint must be a dict, found {type(ckpt).__name__}")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise InputError(path, f"checkpoint lacks key(s) {missing}")
+    return ckpt
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The informative part of torch's weights-only error, e.g. ``Unsupported global: ...``."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0].split(". Please use")[0] if lines else type(err).__name__
+
+
+def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """The python, numpy, torch (and CUDA) global RNG states plus named ``generators``' states,
+    as tensors, lists and numbers."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_key, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {"key": np_key, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss),
+                  "cached_gaussian": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any],
+                      generators: dict[str, torch.Generator] | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    np_state = (npst["key"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                npst["has_gauss"], npst["cached_gaussian"])
+    np.random.set_state(np_state)  # noqa: NPY002
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    for name, g in (generators or {}).items():
+        g.set_state(state["generators"][name].cpu())

@@ -1,0 +1,61 @@
+"""GAN architectures: a registry from an architecture name to its generator/discriminator builders.
+
+Every builder takes the architecture config dict (``{"name": ..., <hyperparameters>}``) and the
+data's ``channels`` and ``resolution``, and raises ``ValueError`` naming any unknown key.
+Every generator exposes ``latent_dim``, ``channels`` and ``resolution`` and maps
+``z`` (N, latent_dim) to (N, channels, resolution, resolution); every discriminator maps images to
+logits (N,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from medgan.models import dcgan
+
+
+class Architecture(NamedTuple):
+    """The two builders of one architecture, and its default config."""
+
+    build_generator: Callable[..., nn.Module]
+    build_discriminator: Callable[..., nn.Module]
+    defaults: dict[str, Any]
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dcgan": Architecture(dcgan.build_generator, dcgan.build_discriminator, dcgan.DEFAULTS),
+}
+
+
+def get_architecture(arch: dict[str, Any]) -> Architecture:
+    """The registry entry named by ``arch["name"]`` (``ValueError`` if missing or unknown)."""
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ValueError(f"architecture config must be a dict with a 'name' key, got {arch!r}")
+    try:
+        return ARCHITECTURES[arch["name"]]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch['name']!r}; known: "
+                         f"{sorted(ARCHITECTURES)}") from None
+
+
+def build_generator(arch: dict[str, Any], *, channels: int, resolution: int) -> nn.Module:
+    """Build the generator of the architecture named in ``arch``."""
+    return get_architecture(arch).build_generator(arch, channels=channels, resolution=resolution)
+
+
+def build_discriminator(arch: dict[str, Any], *, channels: int, resolution: int) -> nn.Module:
+    """Build the discriminator of the architecture named in ``arch``."""
+    return get_architecture(arch).build_discriminator(arch, channels=channels,
+                                                      resolution=resolution)
+
+
+def resolved_config(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` with the architecture's defaults filled in (for recording beside results)."""
+    return {**get_architecture(arch).defaults, **arch}
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "build_discriminator", "build_generator",
+           "get_architecture", "resolved_config"]

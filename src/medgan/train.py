@@ -1,0 +1,429 @@
+"""Train an unconditional GAN on a prepared dataset; read its generator back.
+
+:func:`train_gan` is the one training loop: any architecture of :mod:`medgan.models`, any loss
+object of :mod:`medgan.losses`, optimisers from config. Each generator step runs ``n_critic``
+discriminator steps (each on a fresh real batch and fresh latents, followed by the loss's
+``after_d_step`` hook, e.g. WGAN weight clipping), then one generator step.
+
+A run directory holds (each file written atomically; ``run.json`` last):
+
+* ``checkpoint.pt``: a plain dict (see :mod:`medgan.checkpoint`) loadable with
+  ``torch.load(..., weights_only=True)``;
+* ``stats.jsonl``: one JSON object per logged step: ``step``, ``d_loss``, ``g_loss``, the loss's
+  own statistics (``d_real``, ``d_fake``, ``wasserstein``), ``images_per_s`` (real images shown
+  to D per second), ``s_per_step`` (seconds per generator step), ``elapsed_s``;
+* ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
+* ``run.json``: config, provenance, seed, versions, device and timing.
+
+Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, through
+:class:`numpy.random.SeedSequence`, three independent ``torch.Generator`` streams: data order,
+training latents, and the fixed sample latents. On CPU, the same seed and thread count give
+bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medgan import __version__
+from medgan.atomic import atomic_path, write_json
+from medgan.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
+from medgan.errors import InputError
+from medgan.losses import build_loss
+from medgan.models import build_discriminator, build_generator, resolved_config
+from medgan.plotting import display_range, save_image_grid
+from medgan.prepared import load_prepared
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every": 10,
+                                     "sample_every": 100}
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
+    "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
+}
+N_SAMPLES = 16  # images in samples.png
+PRELOAD_BYTES = 1 << 30  # datasets up to this size are copied to the device once
+CHECKPOINT_FORMAT = "medgan.gan/1"
+
+
+# --- config ------------------------------------------------------------------------------------
+
+def _positive_int(value: Any, what: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def resolve_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
+    """``schedule`` with defaults filled in; unknown keys or bad values -> ``ValueError``."""
+    unknown = [k for k in schedule if k not in SCHEDULE_DEFAULTS]
+    if unknown:
+        raise ValueError(f"unknown schedule key(s) {unknown}; known: {sorted(SCHEDULE_DEFAULTS)}")
+    cfg = {**SCHEDULE_DEFAULTS, **schedule}
+    _positive_int(cfg["steps"], "schedule steps")
+    _positive_int(cfg["batch_size"], "schedule batch_size")
+    _positive_int(cfg["log_every"], "schedule log_every")
+    _positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
+    return cfg
+
+
+def resolve_optimizer(cfg: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer config with defaults filled in; unknown names/keys -> ``ValueError``."""
+    if not isinstance(cfg, dict) or cfg.get("name") not in OPTIMIZER_DEFAULTS:
+        raise ValueError(f"optimizer config must name one of {sorted(OPTIMIZER_DEFAULTS)}, "
+                         f"got {cfg!r}")
+    defaults = OPTIMIZER_DEFAULTS[cfg["name"]]
+    unknown = [k for k in cfg if k != "name" and k not in defaults]
+    if unknown:
+        raise ValueError(f"unknown {cfg['name']} optimizer key(s) {unknown}; "
+                         f"known: {sorted(['name', *defaults])}")
+    out = {"name": cfg["name"], **defaults, **cfg}
+    try:  # YAML 1.1 reads "5e-5" (no dot) as a string: accept numeric strings
+        for key in out:
+            if key == "betas":
+                out[key] = [float(b) for b in out[key]]
+            elif key != "name":
+                out[key] = float(out[key])
+    except (TypeError, ValueError):
+        raise ValueError(f"optimizer {key} must be a number, got {out[key]!r}") from None
+    if not out["lr"] > 0:
+        raise ValueError(f"optimizer lr must be > 0, got {out['lr']!r}")
+    if "betas" in out and len(out["betas"]) != 2:
+        raise ValueError(f"adam betas must be two numbers, got {cfg['betas']!r}")
+    return out
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter],
+                    cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """``{"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}`` or ``{"name": "rmsprop", ...}``."""
+    cfg = resolve_optimizer(cfg)
+    if cfg["name"] == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
+    return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=cfg["alpha"], eps=cfg["eps"])
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda if available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+class EpochSampler:
+    """Batch indices from shuffled epochs of ``n`` items, drawn from a seeded generator.
+
+    Incomplete last batches are dropped when ``n >= batch_size``; a dataset smaller than a
+    batch is used whole as every batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
+        self.perm: torch.Tensor | None = None
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.perm is None or self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.perm, self.pos = state["perm"], int(state["pos"])
+
+
+def _batch_reader(images: np.ndarray, device: torch.device) -> Callable[[torch.Tensor],
+                                                                        torch.Tensor]:
+    """Index -> batch on ``device``: from a device copy of small datasets, else from the memmap."""
+    if images.nbytes <= PRELOAD_BYTES:
+        data = torch.from_numpy(np.array(images, dtype=np.float32)).to(device)
+        return lambda idx: data[idx.to(device)]
+    return lambda idx: torch.from_numpy(images[idx.numpy()]).to(device, non_blocking=True)
+
+
+def _load_training_data(data_dir: Path, channels: list[str] | None, resolution: int):
+    data = load_prepared(data_dir, channels=channels)
+    n, _, h, w = data.images.shape
+    if n < 1:
+        raise InputError(data_dir, "the prepared dataset holds no images")
+    if (h, w) != (resolution, resolution):
+        raise InputError(data_dir, f"images are {h}x{w} px but training expects resolution "
+                                   f"{resolution} (dataset.json resolution: "
+                                   f"{data.info.get('resolution')!r})")
+    return data
+
+
+def _dataset_summary(data_dir: Path, info: dict[str, Any], n: int) -> dict[str, Any]:
+    stats = info.get("channel_stats") or {}
+    return {"path": str(data_dir), "n_images": n, "channels": list(info["channels"]),
+            "resolution": info.get("resolution"), "value_range": info.get("value_range"),
+            "channel_stats": {c: stats[c] for c in info["channels"] if c in stats}}
+
+
+def _seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent 63-bit seeds derived from ``seed``."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> 1]
+
+
+# --- training ----------------------------------------------------------------------------------
+
+class StatsAccumulator:
+    """Running sums of scalar tensors, kept on the device; :meth:`means` syncs once."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        """Mean of each key since the last call (one device-to-host copy), then reset."""
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in keys]).cpu().tolist() if keys else []
+        out = {k: v / self.counts[k] for k, v in zip(keys, values, strict=True)}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+
+def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer, next_real: Callable[[], torch.Tensor],
+               next_z: Callable[[], torch.Tensor], stats: StatsAccumulator) -> None:
+    """One generator step: ``loss.n_critic`` discriminator steps, then one generator step.
+
+    Each discriminator step uses a fresh real batch and fresh latents, and is followed by the
+    loss's ``after_d_step`` hook. Losses and loss statistics are added to ``stats`` (no sync).
+    """
+    G.train()
+    D.train()
+    for _ in range(loss.n_critic):
+        real = next_real()
+        with torch.no_grad():
+            fake = G(next_z())
+        d_loss, d_stats = loss.d_loss(D, real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        loss.after_d_step(D)
+        stats.add({"d_loss": d_loss, **d_stats})
+
+    D.requires_grad_(False)  # no parameter gradients for D in the generator step
+    try:
+        g_loss, g_stats = loss.g_loss(D, G(next_z()))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    stats.add({"g_loss": g_loss, **g_stats})
+
+
+def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+              channels: list[str] | None, resolution: int, architecture: dict, loss: dict,
+              optimizer: dict, schedule: dict, seed: int, device: str = "auto",
+              threads: int | None = None, provenance: dict | None = None,
+              progress: bool = True) -> dict:
+    """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
+
+    ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
+    ``optimizer`` (used for both G and D) and ``schedule`` are config dicts (see
+    :mod:`medgan.models`, :mod:`medgan.losses`, :func:`resolve_optimizer`,
+    :func:`resolve_schedule`). Returns the ``run.json`` content.
+    """
+    t_start = time.perf_counter()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    _positive_int(seed, "seed", minimum=0)
+    if threads is not None:
+        torch.set_num_threads(_positive_int(threads, "threads"))
+    dev = resolve_device(device)
+
+    schedule = resolve_schedule(schedule)
+    arch_cfg = resolved_config(architecture)
+    loss_obj = build_loss(loss)
+    opt_cfg = resolve_optimizer(optimizer)
+
+    data = _load_training_data(data_dir, channels, resolution)
+    names = list(data.info["channels"])
+    n_images = data.images.shape[0]
+    if arch_cfg.get("output_activation") == "tanh":
+        lo, hi = data.info.get("value_range", [-1.0, 1.0])
+        if lo < -1.0 or hi > 1.0:
+            warnings.warn(f"{data_dir}: values span [{lo:.3g}, {hi:.3g}] but the generator's "
+                          "tanh output is limited to [-1, 1]", stacklevel=2)
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seed legacy global state too
+    torch.manual_seed(seed)
+    data_seed, noise_seed, fixed_seed = _seeds(seed, 3)
+    G = build_generator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
+    D = build_discriminator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
+    opt_g = build_optimizer(G.parameters(), opt_cfg)
+    opt_d = build_optimizer(D.parameters(), opt_cfg)
+    data_gen = torch.Generator().manual_seed(data_seed)
+    noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
+    fixed_z = torch.randn(N_SAMPLES, G.latent_dim,
+                          generator=torch.Generator().manual_seed(fixed_seed)).to(dev)
+    sampler = EpochSampler(n_images, schedule["batch_size"], data_gen)
+    read_batch = _batch_reader(data.images, dev)
+    batch = sampler.batch_size
+
+    config = {"architecture": arch_cfg, "loss": loss_obj.config, "optimizer": opt_cfg,
+              "schedule": schedule, "channels": names, "resolution": resolution, "seed": seed,
+              "dataset": _dataset_summary(data_dir, data.info, n_images)}
+    sample_ranges = _display_ranges(data.images)
+
+    def write_samples() -> None:
+        save_image_grid(sample_images(G, fixed_z), out_dir / "samples.png", channel_names=names,
+                        value_ranges=sample_ranges, ncols=8 if len(names) == 1 else 4)
+
+    def noise() -> torch.Tensor:
+        return torch.randn(batch, G.latent_dim, device=dev, generator=noise_gen)
+
+    steps, n_critic = schedule["steps"], loss_obj.n_critic
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = StatsAccumulator()
+    last_row: dict[str, Any] = {}
+    t_train = time.perf_counter()
+    t_interval, overhead, steps_in_interval = t_train, 0.0, 0
+
+    bar = tqdm(total=steps, desc=f"train {out_dir.name}", unit="step", disable=not progress,
+               mininterval=1.0)
+    with atomic_path(out_dir / "stats.jsonl") as stats_tmp, open(stats_tmp, "w") as stats_fh:
+        for step in range(1, steps + 1):
+            train_step(G, D, loss_obj, opt_g, opt_d, lambda: read_batch(sampler.next()), noise,
+                       stats)
+            steps_in_interval += 1
+            bar.update(1)
+
+            if step % schedule["log_every"] == 0 or step == steps:
+                means = stats.means()  # the only host sync of the loop
+                now = time.perf_counter()
+                dt = max(now - t_interval - overhead, 1e-9)
+                last_row = {"step": step, **means,
+                            "images_per_s": steps_in_interval * n_critic * batch / dt,
+                            "s_per_step": dt / steps_in_interval,
+                            "elapsed_s": now - t_train}
+                if not all(np.isfinite(v) for v in last_row.values()):
+                    raise FloatingPointError(f"{out_dir}: training diverged at step {step}: "
+                                             f"{last_row}")
+                stats_fh.write(json.dumps(last_row) + "\n")
+                stats_fh.flush()
+                log.info("%s", last_row)
+                bar.set_postfix(d=f"{last_row['d_loss']:.3g}", g=f"{last_row['g_loss']:.3g}")
+                t_interval, overhead, steps_in_interval = time.perf_counter(), 0.0, 0
+
+            if (schedule["sample_every"] and step % schedule["sample_every"] == 0
+                    and step != steps):
+                t0 = time.perf_counter()
+                write_samples()
+                overhead += time.perf_counter() - t0
+        bar.close()
+        train_s = time.perf_counter() - t_train
+
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "generator": G.state_dict(), "discriminator": D.state_dict(),
+            "g_optimizer": opt_g.state_dict(), "d_optimizer": opt_d.state_dict(),
+            "step": steps, "config": config,
+            "rng": capture_rng_state({"data": data_gen, "noise": noise_gen}),
+            "sampler": sampler.state_dict(), "fixed_z": fixed_z.cpu(),
+            "medgan_version": __version__, "torch_version": str(torch.__version__),
+        }
+        save_checkpoint(out_dir / "checkpoint.pt", checkpoint)
+        write_samples()
+    # stats.jsonl is in place now; run.json, written last, marks the run complete
+    run = {
+        "config": config, "seed": seed, "provenance": provenance or {},
+        "medgan_version": __version__, "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(), "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "timing": {"total_s": time.perf_counter() - t_start, "train_s": train_s,
+                   "s_per_step": train_s / steps,
+                   "images_per_s": steps * n_critic * batch / train_s},
+        "final": last_row,
+        "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "run.json"],
+    }
+    write_json(out_dir / "run.json", run)
+    return run
+
+
+def _display_ranges(images: np.ndarray, max_images: int = 256) -> list[tuple[float, float]]:
+    """Per-channel display windows from up to ``max_images`` evenly spaced real images."""
+    idx = np.unique(np.linspace(0, images.shape[0] - 1, min(max_images, images.shape[0]))
+                    .astype(int))
+    sample = np.asarray(images[idx])
+    return [display_range(sample[:, c]) for c in range(sample.shape[1])]
+
+
+@torch.no_grad()
+def sample_images(G: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
+    """``G(z)`` in eval mode as a float32 array; restores G's train/eval mode afterwards."""
+    was_training = G.training
+    G.eval()
+    try:
+        return G(z).float().cpu().numpy()
+    finally:
+        G.train(was_training)
+
+
+# --- using a trained generator -----------------------------------------------------------------
+
+def load_generator(checkpoint_path: str | os.PathLike, *,
+                   device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The generator of a :func:`train_gan` checkpoint, in eval mode, and the run's config."""
+    ckpt = load_checkpoint(checkpoint_path)
+    config = ckpt["config"]
+    try:
+        G = build_generator(config["architecture"], channels=len(config["channels"]),
+                            resolution=config["resolution"])
+        G.load_state_dict(ckpt["generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise InputError(checkpoint_path, f"not a medgan GAN checkpoint ({err})") from err
+    return G.to(resolve_device(device)).eval(), config
+
+
+@torch.no_grad()
+def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0,
+                    batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """``n`` images (n, C, H, W) float32 from a checkpoint's generator in eval mode.
+
+    The latents are drawn at once from a generator seeded with ``seed``, so the result depends
+    on ``seed`` only, not on ``batch_size``. Eval mode uses BatchNorm's running statistics
+    (momentum 0.1, updated on every G forward in training, i.e. ``n_critic + 1`` times per
+    step); on synthetic data, eval-mode samples matched train-mode (batch-statistics) samples of
+    the same latents closely from the first few hundred steps on.
+    """
+    _positive_int(n, "n", minimum=0)
+    _positive_int(batch_size, "batch_size")
+    G, config = load_generator(checkpoint_path, device=device)
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    out = np.empty((n, len(config["channels"]), config["resolution"], config["resolution"]),
+                   dtype=np.float32)
+    dev = next(G.parameters()).device
+    for i in range(0, n, batch_size):
+        out[i:i + batch_size] = G(z[i:i + batch_size].to(dev)).float().cpu().numpy()
+    return out
