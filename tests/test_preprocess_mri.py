@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from medgan.preprocess.mri import (
+    apply_zscore,
     background_value,
     brain_mask,
     extract_slices,
+    resize_masks,
     resize_slices,
     slice_indices,
     zscore_in_mask,
+    zscore_stats,
 )
 
 
@@ -198,3 +201,61 @@ def test_resize_slices_keeps_constant_image_and_order():
     out = resize_slices(slices, 16)
     np.testing.assert_allclose(out[:, 8, 8], [-1.5, 0.0, 2.0], atol=1e-6)
     np.testing.assert_allclose(out.min(axis=(1, 2)), out.max(axis=(1, 2)), atol=1e-6)
+
+
+# --- resize_masks --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape, size", [((155, 240), 64), ((240, 240), 256), ((31, 47), 16)])
+def test_resize_masks_binary_and_disjoint(in_shape, size):
+    # a blobby BraTS-like label map: three disjoint masks (edema, necrosis, enhancing)
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    field = ndimage.gaussian_filter(rng.normal(size=(2, *in_shape)), 10.0)
+    seg = np.digitize(field, np.quantile(field, [0.4, 0.6, 0.8]))  # values 0..3
+    masks = np.stack([seg == v for v in (1, 2, 3)], axis=1)  # (2, 3, H, W)
+    out = np.stack([resize_masks(masks[:, k], size) for k in range(3)], axis=1)
+    assert out.shape == (2, 3, size, size) and out.dtype == bool
+    assert out.sum(axis=1).max() <= 1  # no pixel in two labels
+    for k in range(3):  # roughly the same area fraction, nothing invented
+        assert abs(out[:, k].mean() - masks[:, k].mean()) < 0.03
+
+
+def test_resize_masks_follows_the_resized_image():
+    mask = np.zeros((1, 155, 240), bool)
+    mask[0, 40:100, 60:200] = True
+    out = resize_masks(mask, 64)
+    image = resize_slices(mask.astype(np.float32), 64)
+    np.testing.assert_array_equal(out, image > 0.5)
+    assert out[0, 18:40, 17:52].all() and not out[0, :12].any() and not out[0, :, 56:].any()
+
+
+def test_resize_masks_empty_full_and_too_thin():
+    masks = np.zeros((3, 40, 40), bool)
+    masks[1] = True
+    masks[2, :, 20] = True  # one pixel wide: under half an output pixel at 10 px
+    out = resize_masks(masks, 10)
+    assert not out[0].any() and out[1].all() and not out[2].any()
+    assert resize_masks(np.zeros((0, 8, 8), bool), 4).shape == (0, 4, 4)
+    with pytest.raises(ValueError, match="masks"):
+        resize_masks(np.zeros((8, 8), bool), 4)
+
+
+# --- zscore_stats / apply_zscore (z-scoring only the slices kept) --------------------
+
+
+@pytest.mark.parametrize("background", ["min", "zero"])
+def test_zscoring_slices_equals_slicing_the_zscored_volume(background):
+    volume, inside = _head(seed=3)
+    stats = zscore_stats(volume, inside, background=background)
+    whole = zscore_in_mask(volume, inside, background=background)
+    idx = [3, 7, 12]
+    part = apply_zscore(extract_slices(volume, plane="coronal", indices=idx),
+                        extract_slices(inside, plane="coronal", indices=idx), stats)
+    assert part.dtype == np.float32
+    np.testing.assert_array_equal(part, extract_slices(whole, plane="coronal", indices=idx))
+    with pytest.raises(ValueError, match="shape"):
+        apply_zscore(volume, inside[:-1], stats)
+    with pytest.raises(ValueError, match="constant"):
+        zscore_stats(np.where(inside, 5.0, 0.0), inside)

@@ -353,3 +353,123 @@ def test_prepare_brats_rejects_bad_settings_before_writing(tmp_path):
     with pytest.raises(InputError, match="selects slices"):  # 80..149 of a 32-slice volume
         prepare_brats(root, out)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# --- label channels (Beers 2018), tumour slice selection, orientation and dtype --------
+
+
+def test_prepare_brats_label_channels_end_to_end(tmp_path):
+    from medgan.labels import label_channels
+    from medgan.preprocess.mri import extract_slices, resize_masks
+
+    root = tmp_path / "brats"
+    _write_case(root, "c1", seed=1)
+    _write_case(root, "c2", seed=2)
+    out = tmp_path / "prepared"
+    info = prepare_brats(root, out, slice_start=8, slice_stop=18, resolution=16,
+                         label_channels=True)
+    assert info["channels"] == ["T1", "T1c", "T2", "FLAIR", "edema", "necrosis", "enhancing"]
+    assert info["label_channels"] is True and info["min_tumour_px"] == 0
+    assert info["label_scheme"] == "brats2017" and info["label_scheme_source"] == "naming preset"
+    assert info["label_channel_values"] == {"edema": [2], "necrosis": [1], "enhancing": [4]}
+    assert "0.5" in info["label_resize"]
+    images = np.load(out / "images.npy")
+    assert images.shape == (20, 7, 16, 16)
+    labels = images[:, 4:]
+    assert set(np.unique(labels)) == {0.0, 1.0} and labels.sum(axis=1).max() == 1.0
+    assert info["channel_stats"]["edema"]["max"] == 0.0  # the test label map has no 2
+    # the same as by hand: channels of the LPS label slices, each resized and thresholded
+    seg = read_nifti(root / "c1" / "c1_seg.nii.gz")[0]
+    masks = label_channels(extract_slices(seg, plane="sagittal", indices=range(8, 18)),
+                           "brats2017")
+    for k in range(3):
+        np.testing.assert_array_equal(labels[:10, k], resize_masks(masks[k], 16))
+    # slices 10..13 are necrosis (1), 14..15 enhancing (4): 8x4 px each before resizing
+    meta = pd.read_csv(out / "meta.tsv", sep="\t")
+    assert list(meta.columns)[-4:] == ["tumour_px", "edema_px", "necrosis_px", "enhancing_px"]
+    assert meta["necrosis_px"].tolist()[:10] == [0, 0, 32, 32, 32, 32, 0, 0, 0, 0]
+    assert meta["enhancing_px"].tolist()[:10] == [0] * 6 + [32, 32, 0, 0]
+    assert (labels[:10, 1].sum(axis=(1, 2)) > 0).tolist() == [False, False, *[True] * 4,
+                                                               *[False] * 4]
+
+
+def test_prepare_brats_min_tumour_px_keeps_tumour_slices(tmp_path):
+    root = tmp_path / "brats"
+    _write_case(root, "c1", seed=1)
+    folder = _write_case(root, "c2", seed=2)
+    _save(folder / "c2_seg.nii.gz", np.zeros(SHAPE))  # no tumour: valid, contributes nothing
+    out = tmp_path / "prepared"
+    info = prepare_brats(root, out, slice_start=8, slice_stop=18, resolution=8,
+                         min_tumour_px=32)
+    meta = pd.read_csv(out / "meta.tsv", sep="\t")
+    assert meta["slice"].tolist() == [10, 11, 12, 13, 14, 15]
+    assert set(meta["subject"]) == {"c1"} and (meta["tumour_px"] == 32).all()
+    assert info["n_images"] == 6 and info["n_subjects"] == 2
+    assert info["n_subjects_with_images"] == 1 and info["min_tumour_px"] == 32
+    assert info["channels"] == ["T1", "T1c", "T2", "FLAIR"]  # no label channels asked
+    with pytest.raises(InputError, match="min_tumour_px=33 selects no slice") as err:
+        prepare_brats(root, tmp_path / "none", slice_start=8, slice_stop=18, resolution=8,
+                      min_tumour_px=33)
+    assert err.value.path == str(root)
+    assert not (tmp_path / "none").exists()
+
+
+def test_prepare_brats_2023_scheme_label_3_is_enhancing(tmp_path):
+    root = tmp_path / "brats"
+    folder = _write_case(root, "BraTS-GLI-00001-000", naming="brats2023")
+    seg = np.zeros(SHAPE, np.float32)
+    seg[10:12, 12:20, 8:12] = 3
+    seg[12:14, 12:20, 8:12] = 2
+    _save(folder / "BraTS-GLI-00001-000-seg.nii.gz", seg)
+    info = prepare_brats(root, tmp_path / "out", naming="brats2023", slice_start=10,
+                         slice_stop=14, resolution=8, label_channels=True)
+    assert info["label_scheme"] == "brats2023"
+    meta = pd.read_csv(tmp_path / "out" / "meta.tsv", sep="\t")
+    assert meta["enhancing_px"].tolist() == [32, 32, 0, 0]
+    assert meta["edema_px"].tolist() == [0, 0, 32, 32] and (meta["necrosis_px"] == 0).all()
+    # the brats2017 scheme has no 3: saying so is an error naming the label file
+    with pytest.raises(InputError, match="fit label_scheme brats2015 or brats2023") as err:
+        prepare_brats(root, tmp_path / "bad", naming="brats2023", label_scheme="brats2017",
+                      slice_start=10, slice_stop=14, resolution=8, label_channels=True)
+    assert err.value.path == str(folder / "BraTS-GLI-00001-000-seg.nii.gz")
+
+
+@pytest.mark.parametrize("orientation, dtype", [("RAS", np.int16), ("LPS", np.float64),
+                                                ("RAS", np.float64), ("LPS", np.uint8)])
+def test_prepare_brats_same_scan_any_orientation_and_dtype(tmp_path, orientation, dtype):
+    """The same integer-valued scan, stored LPS float32 or RAS/LPS in another dtype (the label
+    map too), gives the same prepared slices, label channels included."""
+    rng = np.random.default_rng(7)
+    volumes = {s: np.rint(_volume(CHANNEL_LEVEL[s] / 2, 10 + i)).clip(0, 255)
+               for i, s in enumerate(("T1", "T1c", "T2", "FLAIR"))}
+    for v in volumes.values():
+        v[4:-4, 4:-4, 3:-3] = np.maximum(v[4:-4, 4:-4, 3:-3], 1)  # keep the brain non-zero
+    seg = np.zeros(SHAPE, np.float32)
+    seg[8:20, 10:22, 6:14] = rng.choice([0, 1, 2, 4], size=(12, 12, 8))
+    volumes["seg"] = seg
+
+    def write(root, orient, dt):
+        folder = root / "c1"
+        folder.mkdir(parents=True)
+        for key, data in volumes.items():
+            affine = LPS_AFFINE
+            if orient == "RAS":
+                data, affine = _to_ras(data, LPS_AFFINE)
+            _save(folder / f"c1{SEQ_SUFFIX['brats2017'][key]}.nii.gz", data, affine, dtype=dt)
+        return root
+
+    kwargs = {"slice_start": 6, "slice_stop": 24, "resolution": 16, "label_channels": True}
+    ref = prepare_brats(write(tmp_path / "ref", "LPS", np.float32), tmp_path / "a", **kwargs)
+    other = prepare_brats(write(tmp_path / "other", orientation, dtype), tmp_path / "b",
+                          **kwargs)
+    assert nib.aff2axcodes(nib.load(str(tmp_path / "other/c1/c1_t1.nii.gz")).affine) \
+        == tuple(orientation)
+    assert nib.load(str(tmp_path / "other/c1/c1_t1.nii.gz")).get_data_dtype() == dtype
+    a, b = np.load(tmp_path / "a" / "images.npy"), np.load(tmp_path / "b" / "images.npy")
+    assert a.shape == (18, 7, 16, 16) and a[:, 4:].any()
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(b[:, 4:], a[:, 4:])
+    ma = pd.read_csv(tmp_path / "a" / "meta.tsv", sep="\t").drop(columns="source")
+    mb = pd.read_csv(tmp_path / "b" / "meta.tsv", sep="\t").drop(columns="source")
+    pd.testing.assert_frame_equal(ma, mb)
+    assert ref["channel_stats"].keys() == other["channel_stats"].keys()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medgan.errors import InputError
 from medgan.preprocess import (
     brain_mask,
     extract_slices,
@@ -140,3 +141,51 @@ def test_brats2015_brainmask_file_is_used(tmp_path):
     z = zscore_in_mask(data["FLAIR"], data["mask"])
     expected = resize_slices(extract_slices(z, plane="sagittal", indices=slices), 32)
     np.testing.assert_allclose(images[:, 1], expected, atol=1e-5)
+
+
+def test_brats2015_label_channels_scheme_and_tumour_slices(tmp_path):
+    """Beers 2018's label channels from real BraTS 2015 labels (1 necrosis, 2 edema,
+    3 non-enhancing, 4 enhancing): non-enhancing joins necrosis; tumour slices only."""
+    root = tmp_path / "root"  # two of the cases, to keep the test quick
+    for case in BRATS2015_CASES[:2]:
+        src = real_data("BraTS2015", case)
+        (root / case).mkdir(parents=True)
+        for name in ("T1c_subtrMeanDivStd.nii.gz", "Flair_subtrMeanDivStd.nii.gz",
+                     "OTMultiClass.nii.gz", "brainmask.nii.gz"):
+            (root / case / name).symlink_to(src / name)
+    info = prepare_brats(root, tmp_path / "out", naming=BRATS2015_NAMING,
+                         sequences=["T1c", "FLAIR"], mask="brainmask.nii.gz", resolution=32,
+                         label_channels=True, label_scheme="brats2015", min_tumour_px=100)
+    assert info["channels"] == ["T1c", "FLAIR", "edema", "necrosis", "enhancing"]
+    assert info["label_channel_values"]["necrosis"] == [1, 3]
+    images = np.load(tmp_path / "out" / "images.npy")
+    meta = pd.read_csv(tmp_path / "out" / "meta.tsv", sep="\t")
+    assert (meta["tumour_px"] >= 100).all() and 0 < len(meta) < 2 * 70
+    assert set(np.unique(images[:, 2:])) == {0.0, 1.0}
+    assert images[:, 2:].sum(axis=1).max() == 1.0  # the resized channels stay disjoint
+    np.testing.assert_array_equal(
+        meta["tumour_px"], meta[["edema_px", "necrosis_px", "enhancing_px"]].sum(axis=1))
+
+    # by hand for one case: necrosis = labels 1 and 3 of the sagittal slices
+    case = BRATS2015_CASES[1]
+    seg = read_nifti(root / case / "OTMultiClass.nii.gz")[0]
+    rows = meta[meta["subject"] == case]
+    slices = extract_slices(seg, plane="sagittal", indices=rows["slice"].to_numpy())
+    np.testing.assert_array_equal(rows["necrosis_px"],
+                                  np.isin(slices, [1, 3]).sum(axis=(1, 2)))
+    np.testing.assert_array_equal(rows["enhancing_px"], (slices == 4).sum(axis=(1, 2)))
+    assert rows["necrosis_px"].sum() > (slices == 1).sum() > 0  # label 3 counted too
+
+
+def test_brats2015_labels_rejected_under_the_brats2017_scheme(tmp_path):
+    src = real_data("BraTS2015", BRATS2015_CASES[0])
+    case_dir = tmp_path / "root" / src.name
+    case_dir.mkdir(parents=True)
+    for name in ("Flair_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz", "brainmask.nii.gz"):
+        (case_dir / name).symlink_to(src / name)
+    with pytest.raises(InputError, match=r"\[3\] are not in the brats2017 .* brats2015") as err:
+        prepare_brats(tmp_path / "root", tmp_path / "out", naming=BRATS2015_NAMING,
+                      sequences=["FLAIR"], mask="brainmask.nii.gz", label_channels=True,
+                      label_scheme="brats2017")
+    assert err.value.path == str(case_dir / "OTMultiClass.nii.gz")
+    assert not (tmp_path / "out").exists()

@@ -64,6 +64,16 @@ def zscore_in_mask(volume: np.ndarray, mask: np.ndarray, *, background: str = "m
     as in the BraTS 2015 release). Returns float32. Raises ``ValueError`` for an empty mask
     or a volume that is constant inside the mask.
     """
+    volume = np.asarray(volume)
+    mask = np.asarray(mask, dtype=bool)
+    stats = zscore_stats(volume, mask, background=background)
+    return apply_zscore(volume, mask, stats)
+
+
+def zscore_stats(volume: np.ndarray, mask: np.ndarray, *,
+                 background: str = "min") -> tuple[float, float, float]:
+    """``(mean, std, fill)`` of :func:`zscore_in_mask`: the statistics of the voxels in
+    ``mask`` and the value the background gets. Same errors as :func:`zscore_in_mask`."""
     if background not in ("min", "zero"):
         raise ValueError(f"background must be 'min' or 'zero', got {background!r}")
     volume = np.asarray(volume)
@@ -76,10 +86,26 @@ def zscore_in_mask(volume: np.ndarray, mask: np.ndarray, *, background: str = "m
     if inside.max() == inside.min():
         raise ValueError(f"the volume is constant ({inside[0]:g}) inside the brain mask; "
                          f"cannot z-score it")
-    mean = inside.mean()
-    std = inside.std()
-    out = ((volume.astype(np.float64) - mean) / std).astype(np.float32)
-    fill = 0.0 if background == "zero" else (inside.min() - mean) / std
+    mean = float(inside.mean())
+    std = float(inside.std())
+    fill = 0.0 if background == "zero" else (float(inside.min()) - mean) / std
+    return mean, std, fill
+
+
+def apply_zscore(values: np.ndarray, mask: np.ndarray,
+                 stats: tuple[float, float, float]) -> np.ndarray:
+    """``(values - mean) / std`` as float32 where ``mask``, ``fill`` elsewhere.
+
+    ``stats`` comes from :func:`zscore_stats` of the whole volume; ``values`` and ``mask``
+    may be any matching part of it (e.g. the slices to keep), with the same result there as
+    :func:`zscore_in_mask` of the whole volume.
+    """
+    mean, std, fill = stats
+    values = np.asarray(values)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != values.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from values shape {values.shape}")
+    out = ((values.astype(np.float64) - mean) / std).astype(np.float32)
     out[~mask] = fill
     return out
 
@@ -169,4 +195,33 @@ def resize_slices(slices: np.ndarray, size: int) -> np.ndarray:
     for i, image in enumerate(slices):
         out[i] = resize(image.astype(np.float64), (size, size), order=1, mode="edge",
                         anti_aliasing=True, preserve_range=True)
+    return out
+
+
+def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """Resize binary ``(n, H, W)`` masks to ``(n, size, size)`` bool without inventing labels.
+
+    Each mask is resized as a 0/1 image with the same anti-aliased bilinear interpolation as
+    :func:`resize_slices` (so each output pixel holds, roughly, the fraction of its area the
+    mask covers) and thresholded at > 0.5. The output is strictly binary; it keeps the
+    alignment of the resized images (nearest neighbour would shift edges by up to half an
+    input pixel) and, for masks that do not overlap, a pixel lands in at most one of them
+    (the interpolation weights are convex, so two fractions cannot both exceed 0.5).
+    Structures thinner than about half an output pixel disappear.
+    """
+    from skimage.transform import resize
+
+    size = _integral(size, "size")
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"expected (n, H, W) masks, got shape {masks.shape}")
+    out = np.zeros((masks.shape[0], size, size), dtype=bool)
+    for i, mask in enumerate(masks):
+        if not mask.any():
+            continue
+        fraction = resize(mask.astype(np.float64), (size, size), order=1, mode="edge",
+                          anti_aliasing=True, preserve_range=True)
+        out[i] = fraction > 0.5
     return out

@@ -20,6 +20,10 @@ folder, in which ``{case}`` stands for the case folder's name:
 Channel names are ``T1``, ``T1c``, ``T2``, ``FLAIR`` (the MRI sequences), ``seg`` (the label
 map) and ``mask`` (an optional brain-mask file, as BraTS 2015 ships; the ``mask`` argument
 of :func:`discover_brats_cases` gives the same and takes precedence).
+
+Each preset implies the label scheme of its releases (:func:`implied_label_scheme`, see
+:mod:`medgan.labels`): ``brats2017`` -> ``"brats2017"`` (labels 0, 1, 2, 4), ``brats2023`` ->
+``"brats2023"`` (0, 1, 2, 3); a custom dict implies its ``"preset"``'s scheme, or none.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ NAMING_PRESETS: dict[str, dict[str, str]] = {
     },
 }
 
+# label scheme (medgan.labels.LABEL_SCHEMES) each naming preset implies
+PRESET_LABEL_SCHEMES: dict[str, str] = {"brats2017": "brats2017", "brats2023": "brats2023"}
+
 _AFFINE_ATOL_MM = 1e-3
 
 
@@ -92,6 +99,15 @@ def resolve_naming(naming: str | Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"naming pattern for {key!r} must be a non-empty string")
         resolved[key] = pattern
     return resolved
+
+
+def implied_label_scheme(naming: str | Mapping[str, str]) -> str | None:
+    """The label scheme a naming implies: its preset's (:data:`PRESET_LABEL_SCHEMES`), else None.
+
+    A custom dict implies the scheme of its ``"preset"`` key, if it has one.
+    """
+    preset = naming if isinstance(naming, str) else dict(naming).get("preset")
+    return PRESET_LABEL_SCHEMES.get(preset) if isinstance(preset, str) else None
 
 
 def _check_sequences(sequences: Sequence[str]) -> list[str]:
@@ -211,9 +227,17 @@ def read_brats_case(case: BratsCase, *, sequences: Sequence[str] | None = None,
 
 
 def _as_label_map(volume: np.ndarray, path: Path) -> np.ndarray:
+    """The float volume of a label file as int16, checked to hold integers (uses ``volume``
+    as scratch space: it holds the rounding error afterwards)."""
     rounded = np.rint(volume)
-    if not np.allclose(volume, rounded, rtol=0, atol=1e-3):
-        raise InputError(path, "label map has non-integer values")
-    if rounded.min() < 0 or rounded.max() > np.iinfo(np.int16).max:
-        raise InputError(path, f"label values out of range [{rounded.min()}, {rounded.max()}]")
+    error = np.subtract(volume, rounded, out=volume)
+    if error.size and max(error.max(), -error.min()) > 1e-3:
+        worst = int(np.argmax(np.abs(error)))
+        example = rounded.flat[worst] + error.flat[worst]
+        raise InputError(path, f"label map has non-integer values (e.g. {example:g}); "
+                               f"a label map holds integer class labels")
+    if rounded.size and (rounded.min() < 0 or rounded.max() > np.iinfo(np.int16).max):
+        raise InputError(path, f"label values out of range [{rounded.min():g}, "
+                               f"{rounded.max():g}]; BraTS labels are small non-negative "
+                               f"integers")
     return rounded.astype(np.int16)

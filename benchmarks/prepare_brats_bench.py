@@ -1,0 +1,163 @@
+"""Time and memory of prepare_brats on BraTS-size phantoms, for several numbers of subjects.
+
+    nice -n 19 python benchmarks/prepare_brats_bench.py --subjects 3 12 --shape 240 240 155
+
+Generates max(N) phantom subjects (BraTS 2017-2021 layout, :func:`make_brats_phantoms`) in
+a temporary folder once; each N uses the first N of them. For each N it measures
+
+* read: the time to just read a subject's files (nibabel load + ``get_fdata(float32)`` of
+  the 4 sequences and the label map), per subject, in this process;
+* prepare: the wall time of :func:`prepare_brats` per subject, run in a fresh child process;
+* peak RSS: the child's resident high-water mark (``VmHWM`` of /proc/self/status) and the
+  same less the child's RSS after its imports (what preparing adds). Not ``ru_maxrss``:
+  Linux carries a forking parent's high-water mark into it across exec (here the ~1 GB of
+  generating the phantoms), so it would show the parent's peak, not prepare_brats';
+* traced peak: with ``--tracemalloc``, the peak of the Python/numpy heap (tracemalloc) in
+  a second child run, which is slower and not timed.
+
+Memory must not grow with N: preparing writes one subject at a time and keeps only the
+meta rows. Nothing here is timed by a test; run it by hand and read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MIB = 1024.0  # /proc/self/status gives kiB
+
+
+def _prepare_kwargs(args) -> dict:
+    return {"resolution": args.resolution, "plane": args.plane,
+            "slice_start": args.slice_start, "slice_stop": args.slice_stop,
+            "slice_units": "fraction", "label_channels": args.label_channels}
+
+
+def child_prepare(root: str, out: str, kwargs_json: str, trace: bool) -> None:
+    """Run prepare_brats once and print its time and memory as one JSON line."""
+    import tracemalloc
+
+    import skimage.transform  # noqa: F401 - imported lazily by prepare_brats; count it in base
+    import tqdm  # noqa: F401
+
+    from medgan.preprocess.brats import prepare_brats
+
+    base_kib = _proc_status_kib("VmRSS")
+    if trace:
+        tracemalloc.start()
+    start = time.perf_counter()
+    info = prepare_brats(root, out, **json.loads(kwargs_json))
+    seconds = time.perf_counter() - start
+    traced = tracemalloc.get_traced_memory()[1] if trace else None
+    print(json.dumps({"seconds": seconds, "n_images": info["n_images"],
+                      "hwm_kib": _proc_status_kib("VmHWM"),
+                      "base_kib": base_kib, "traced_peak_bytes": traced}))
+
+
+def _proc_status_kib(field: str) -> int:
+    """A memory field (kiB) of /proc/self/status: VmRSS now, VmHWM its peak (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} (not Linux?)")
+
+
+def _run_child(root: Path, out: Path, kwargs: dict, *, trace: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(root), str(out), json.dumps(kwargs)]
+    if trace:
+        cmd.append("--trace")
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def read_seconds_per_subject(folders: list[Path]) -> float:
+    """Mean time to nibabel-load and get_fdata the 5 files of a subject."""
+    import nibabel as nib
+    import numpy as np
+
+    start = time.perf_counter()
+    for folder in folders:
+        for path in sorted(folder.glob("*.nii.gz")):
+            data = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
+            del data
+    return (time.perf_counter() - start) / len(folders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subjects", type=int, nargs="+", default=[3, 12],
+                        help="numbers of subjects to prepare (default 3 12)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155],
+                        metavar=("X", "Y", "Z"), help="volume shape (default 240 240 155)")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--plane", default="sagittal")
+    parser.add_argument("--slice-start", type=float, default=80 / 240,
+                        help="fraction of the axis (default 80/240: Han 2018's #80)")
+    parser.add_argument("--slice-stop", type=float, default=150 / 240)
+    parser.add_argument("--label-channels", action="store_true",
+                        help="also write the three tumour-label channels (Beers 2018)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also measure the traced heap peak in a second (untimed) run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_prepare(*args.child, trace=args.trace)
+        return 0
+
+    from medgan.phantoms.brats import make_brats_phantoms
+
+    counts = sorted(set(args.subjects))
+    if counts[0] < 1:
+        parser.error("--subjects must be >= 1")
+    kwargs = _prepare_kwargs(args)
+    shape = tuple(args.shape)
+    with tempfile.TemporaryDirectory(prefix="prepare_brats_bench.") as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        folders = make_brats_phantoms(tmp / "phantoms", n_subjects=counts[-1], shape=shape,
+                                      seed=args.seed)
+        generate = (time.perf_counter() - start) / len(folders)
+        print(f"phantoms: {len(folders)} subjects of {shape}, {generate:.2f} s each to "
+              f"generate; prepare_brats({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})",
+              flush=True)
+        rows = []
+        for n in counts:
+            root = tmp / f"root_{n}"
+            root.mkdir()
+            for folder in folders[:n]:
+                (root / folder.name).symlink_to(folder, target_is_directory=True)
+            read = read_seconds_per_subject(folders[:n])
+            res = _run_child(root, tmp / f"out_{n}", kwargs, trace=False)
+            traced = None
+            if args.tracemalloc:
+                traced = _run_child(root, tmp / f"out_{n}_traced", kwargs,
+                                    trace=True)["traced_peak_bytes"]
+            rows.append((n, res["n_images"], read, res["seconds"] / n,
+                         res["hwm_kib"] / MIB, (res["hwm_kib"] - res["base_kib"]) / MIB,
+                         None if traced is None else traced / 2**20))
+            print(f"  N={n} done", flush=True)
+
+    header = ("subjects", "images", "read s/subj", "prepare s/subj", "peak RSS MiB",
+              "RSS added MiB", "traced peak MiB")
+    print(" | ".join(header))
+    print(" | ".join("-" * len(h) for h in header))
+    for n, images, read, prep, rss, added, traced in rows:
+        cells = (f"{n}", f"{images}", f"{read:.2f}", f"{prep:.2f}", f"{rss:.0f}", f"{added:.0f}",
+                 "-" if traced is None else f"{traced:.0f}")
+        print(" | ".join(c.rjust(len(h)) for c, h in zip(cells, header, strict=True)))
+    if len(rows) > 1:
+        (n0, *_, rss0, _, _), (n1, *_, rss1, _, _) = rows[0], rows[-1]
+        print(f"peak RSS change from N={n0} to N={n1}: {rss1 - rss0:+.0f} MiB "
+              f"({(rss1 - rss0) / (n1 - n0):+.1f} MiB per extra subject)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
