@@ -179,3 +179,13 @@ def test_rng_state_round_trip(tmp_path):
     first = draw()
     restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"], {"data": g})
     assert draw() == first
+
+
+def test_load_checkpoint_names_a_short_junk_file(tmp_path):
+    from medgan.checkpoint import load_checkpoint
+    from medgan.errors import InputError
+
+    junk = tmp_path / "short.pt"
+    junk.write_bytes(b"\x80\x02")
+    with pytest.raises(InputError, match="short.pt"):
+        load_checkpoint(junk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import struct
 import zipfile
 from typing import Any
 
@@ -50,7 +51,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             raise InputError(path, "refused: the checkpoint holds Python objects other than "
                                    f"tensors and plain containers ({reason})") from err
         raise InputError(path, f"not a readable torch checkpoint ({reason})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, struct.error) as err:
         raise InputError(path, f"not a readable torch checkpoint ({type(err).__name__}: "
                                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"
                          ) from err
