@@ -29,7 +29,7 @@ def test_library_never_imports_snakemake():
 
 
 # pip name -> conda-forge name, where they differ
-CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base", "pyyaml": "pyyaml"}
+CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 
 
 def test_conda_env_is_pinned_and_has_every_dependency():
@@ -49,6 +49,24 @@ def test_conda_env_is_pinned_and_has_every_dependency():
     # the pinned torch satisfies the project's lower bound
     major, minor = (int(x) for x in pins["pytorch"].split(".")[:2])
     assert (major, minor) >= (2, 3)
+
+
+def test_every_imported_third_party_package_is_a_dependency():
+    """What src/medgan imports must be installed by pyproject (and so by the conda env)."""
+    stdlib = set(sys.stdlib_module_names)
+    imported = set()
+    for path in (REPO / "src" / "medgan").rglob("*.py"):
+        for m in re.finditer(r"^\s*(?:import|from)\s+([A-Za-z_][A-Za-z0-9_]*)", path.read_text(),
+                             flags=re.M):
+            imported.add(m.group(1))
+    imported -= stdlib | {"medgan"}
+    import_names = {"PIL": "pillow", "SimpleITK": "simpleitk", "skimage": "scikit-image",
+                    "sklearn": "scikit-learn", "yaml": "pyyaml"}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = {re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
+    optional_ok = {"tifffile"}  # a guarded fallback reader, imported only when installed
+    missing = {import_names.get(n, n).lower() for n in imported} - deps - optional_ok
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
 
 
 def test_every_rule_uses_the_pinned_env_with_a_post_deploy_script():
