@@ -51,9 +51,11 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
     assert table["train_gan"] == 12
-    assert table["prepare_dataset"] == 2
-    assert table["brats_phantoms"] == 1
+    assert table["prepare_dataset"] == 5
+    assert table["train_vessel_segmenter"] == 1
+    assert table["phantoms"] == 4
     assert table["real_grid"] == 4
+    assert table["dataset_preview"] == 5
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
@@ -117,11 +119,22 @@ def test_tiny_workflow_produces_every_figure(tiny_run):
 
 def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
     work, _ = tiny_run
+    auc = pd.read_csv(work / "results" / "segmenters" / "fundus_tiny" / "heldout_auc.tsv", sep="\t")
+    assert list(auc["image"])[-1] == "mean" and auc["auc"].between(0, 1).all()
+    for name, shape in [
+        ("oasis_tiny", (1, 16, 16)),
+        ("prostatex_tiny", (3, 16, 16)),
+        ("fundus_tiny", (4, 96, 96)),
+    ]:
+        arr = np.load(work / "results" / "data" / name / "images.npy", mmap_mode="r")
+        assert arr.shape[1:] == shape and arr.shape[0] > 0
+        assert (work / "results" / "data" / name / "preview.png").is_file()
     cases = sorted(p for p in (work / "resources" / "phantoms" / "brats").iterdir() if p.is_dir())
     assert [c.name for c in cases] == ["BraTS20_Training_001", "BraTS20_Training_002"]
     data = work / "results" / "data" / "brats_tiny"
     images = np.load(data / "images.npy", mmap_mode="r")
     assert images.shape[1:] == (4, 16, 16) and images.dtype == np.float32
+    assert (data / "preview.png").is_file()
     meta = pd.read_csv(data / "meta.tsv", sep="\t")
     assert len(meta) == images.shape[0]
     for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):

@@ -13,6 +13,35 @@ class ConfigError(ValueError):
     """An inconsistent configuration; the message names the key."""
 
 
+# Channels of the prepared dataset of each kind that do not depend on the config.
+FIXED_CHANNELS = {
+    "oasis": ["T1"],
+    "prostatex": ["T2", "ADC", "Ktrans"],
+    "fundus": ["R", "G", "B", "vessels"],
+}
+LABEL_CHANNELS = ["edema", "necrosis", "enhancing"]
+DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
+
+
+def dataset_channels(ds: dict[str, Any]) -> list[str]:
+    """The channel names the prepared dataset of config entry ``ds`` will have."""
+    kind = ds["kind"]
+    if kind == "brats":
+        channels = list(ds.get("sequences", ["T1", "T1c", "T2", "FLAIR"]))
+        if ds.get("preprocessing", {}).get("label_channels"):
+            channels += LABEL_CHANNELS
+        return channels
+    return list(FIXED_CHANNELS[kind])
+
+
+def dataset_resolution(ds: dict[str, Any]) -> int:
+    """The image size (pixels) of the prepared dataset of config entry ``ds``."""
+    prep = ds.get("preprocessing", {})
+    if ds["kind"] == "prostatex":
+        return round(prep.get("patch_mm", 16.0) / prep.get("spacing_mm", 1.0))
+    return prep.get("resolution", DEFAULT_RESOLUTION[ds["kind"]])
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the first inconsistent key of a validated config."""
     datasets = config.get("datasets", {})
@@ -47,29 +76,30 @@ def check_config(config: dict[str, Any]) -> None:
                 f"(datasets: {sorted(datasets)})"
             )
         ds = datasets[ds_name]
-        missing = [c for c in model["channels"] if c not in ds.get("sequences", [])]
+        channels = dataset_channels(ds)
+        missing = [c for c in model["channels"] if c not in channels]
         if missing:
             raise ConfigError(
-                f"models.{name}.channels: {missing} not among dataset "
-                f"{ds_name}'s sequences {ds.get('sequences')}"
+                f"models.{name}.channels: {missing} not among dataset {ds_name}'s channels "
+                f"{channels}"
             )
-        res = ds.get("preprocessing", {}).get("resolution")
+        res = dataset_resolution(ds)
         if res != model["resolution"]:
             raise ConfigError(
-                f"models.{name}.resolution: {model['resolution']} differs from "
-                f"datasets.{ds_name}.preprocessing.resolution ({res})"
+                f"models.{name}.resolution: {model['resolution']} differs from the "
+                f"resolution of dataset {ds_name} ({res})"
             )
     for name, study in config.get("studies", {}).items():
         if study["real_dataset"] not in datasets:
             raise ConfigError(
                 f"studies.{name}.real_dataset: no dataset named {study['real_dataset']!r}"
             )
-        ds = datasets[study["real_dataset"]]
+        channels = dataset_channels(datasets[study["real_dataset"]])
         for ch in study.get("real_channels", []):
-            if ch not in ds.get("sequences", []):
+            if ch not in channels:
                 raise ConfigError(
-                    f"studies.{name}.real_channels: {ch} is not a sequence of "
-                    f"dataset {study['real_dataset']}"
+                    f"studies.{name}.real_channels: {ch} is not a channel of "
+                    f"dataset {study['real_dataset']} {channels}"
                 )
         for panel, members in study["panels"].items():
             for m in members:

@@ -102,6 +102,48 @@ def save_image_grid(
     save_figure(fig, path, dpi=dpi)
 
 
+def pick_images(
+    data_dir: str | os.PathLike, channels: Sequence[str] | None, n_images: int, *, seed: int = 0
+) -> np.ndarray:
+    """``n_images`` images of a prepared dataset (``channels`` selected), drawn with ``seed``."""
+    from medgan.prepared import load_prepared
+
+    ds = load_prepared(data_dir, channels=None if channels is None else list(channels))
+    n = ds.images.shape[0]
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, n_images), replace=False))
+    return np.asarray(ds.images[idx])
+
+
+def real_windows(
+    data_dir: str | os.PathLike,
+    channels: Sequence[str] | None,
+    *,
+    max_images: int = 2000,
+    seed: int = 0,
+) -> list[tuple[float, float]]:
+    """Display window per channel from a seeded subsample of a prepared dataset's images."""
+    imgs = pick_images(data_dir, channels, max_images, seed=seed)
+    return [display_range(imgs[:, c]) for c in range(imgs.shape[1])]
+
+
+def plot_dataset_preview(
+    data_dir: str | os.PathLike, path: str | os.PathLike, *, n_images: int = 8, seed: int = 0
+) -> None:
+    """A grid of random prepared images, one row per image and one column per channel."""
+    import json
+
+    info = json.loads((Path(data_dir) / "dataset.json").read_text())
+    images = pick_images(data_dir, None, n_images, seed=seed)
+    save_image_grid(
+        images,
+        path,
+        ncols=1,
+        channel_names=info["channels"],
+        value_ranges=real_windows(data_dir, None, seed=seed),
+        title=f"{Path(data_dir).name}: {info['n_images']} images, {info['resolution']} px",
+    )
+
+
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
     """Save a matplotlib figure atomically and close it."""
     plt = _pyplot()

@@ -27,6 +27,14 @@ def dataset_source(wildcards):
     return ds["path"]
 
 
+def dataset_inputs(wildcards):
+    """Inputs of a dataset's preparation: its source and, for fundus, the vessel U-net."""
+    inputs = {"source": dataset_source(wildcards)}
+    if DATASETS[wildcards.dataset]["kind"] == "fundus":
+        inputs["segmenter"] = f"results/segmenters/{wildcards.dataset}/unet.pt"
+    return inputs
+
+
 def prepared(name):
     """The three files of a prepared dataset."""
     return {
@@ -65,4 +73,10 @@ def study_targets(study):
 
 
 def all_targets():
-    return [t for study in STUDIES for t in study_targets(study)]
+    previews = [f"results/data/{name}/preview.png" for name in DATASETS]
+    previews += [
+        f"results/segmenters/{name}/heldout_auc.tsv"
+        for name, ds in DATASETS.items()
+        if ds["kind"] == "fundus"
+    ]
+    return previews + [t for study in STUDIES for t in study_targets(study)]

@@ -1,16 +1,16 @@
 # Stage 1: raw inputs. Phantoms in the real releases' file formats, for running without data.
 
 
-rule brats_phantoms:
+rule phantoms:
     output:
-        directory("resources/phantoms/brats"),
+        directory("resources/phantoms/{kind}"),
     log:
-        "logs/phantoms/brats.log",
+        "logs/phantoms/{kind}.log",
     benchmark:
-        "logs/phantoms/brats.benchmark.tsv"
+        "logs/phantoms/{kind}.benchmark.tsv"
     conda:
         MEDGAN_ENV
     params:
-        phantom=config.get("phantoms", {}).get("brats", {}),
+        phantom=lambda wc: config["phantoms"][wc.kind],
     script:
-        "../scripts/make_brats_phantoms.py"
+        "../scripts/make_phantoms.py"

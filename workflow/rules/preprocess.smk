@@ -1,9 +1,35 @@
 # Stage 2: raw files -> prepared dataset (images.npy, meta.tsv, dataset.json).
 
 
-rule prepare_dataset:
+rule train_vessel_segmenter:
     input:
         source=dataset_source,
+    output:
+        checkpoint="results/segmenters/{dataset}/unet.pt",
+        auc=report(
+            "results/segmenters/{dataset}/heldout_auc.tsv",
+            caption="../report/heldout_auc.rst",
+            category="datasets",
+        ),
+    log:
+        "logs/segmenters/{dataset}.log",
+    benchmark:
+        "logs/segmenters/{dataset}.benchmark.tsv"
+    conda:
+        MEDGAN_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        dataset=lambda wc: DATASETS[wc.dataset],
+    script:
+        "../scripts/train_vessel_segmenter.py"
+
+
+rule prepare_dataset:
+    input:
+        unpack(dataset_inputs),
     output:
         **prepared("{dataset}"),
     log:
@@ -20,3 +46,20 @@ rule prepare_dataset:
         dataset=lambda wc: DATASETS[wc.dataset],
     script:
         "../scripts/prepare_dataset.py"
+
+
+rule dataset_preview:
+    input:
+        **prepared("{dataset}"),
+    output:
+        report(
+            "results/data/{dataset}/preview.png",
+            caption="../report/dataset_preview.rst",
+            category="datasets",
+        ),
+    log:
+        "logs/data/{dataset}.preview.log",
+    conda:
+        MEDGAN_ENV
+    script:
+        "../scripts/plot_dataset_preview.py"

@@ -9,4 +9,5 @@ prepare_dataset(
     Path(snakemake.output.images).parent,
     dataset=snakemake.params.dataset,
     name=snakemake.wildcards.dataset,
+    segmenter=snakemake.input.get("segmenter"),
 )

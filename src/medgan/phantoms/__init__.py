@@ -8,8 +8,32 @@ from medgan.phantoms.brats import (
 )
 
 __all__ = [
+    "make_phantoms",
     "TISSUE_LABELS",
     "brats_phantom_labels",
     "brats_phantom_subject",
     "make_brats_phantoms",
 ]
+
+
+def make_phantoms(kind: str, out_dir, **params):
+    """Write the phantoms of dataset ``kind`` to ``out_dir``; ``params`` are its config keys."""
+    if kind == "brats":
+        if "shape" in params:
+            params["shape"] = tuple(params["shape"])
+        return make_brats_phantoms(out_dir, **params)
+    if kind == "oasis":
+        from medgan.phantoms.oasis import make_oasis_phantoms
+
+        if "shape" in params:
+            params["shape"] = tuple(params["shape"])
+        return make_oasis_phantoms(out_dir, **params)
+    if kind == "prostatex":
+        from medgan.phantoms.prostatex import make_prostatex_phantoms
+
+        return make_prostatex_phantoms(out_dir, **params)
+    if kind == "fundus":
+        from medgan.phantoms.fundus import make_fundus_phantoms
+
+        return make_fundus_phantoms(out_dir, **params)
+    raise ValueError(f"no phantom generator for dataset kind {kind!r}")

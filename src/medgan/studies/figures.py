@@ -15,27 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medgan.atomic import atomic_path
-from medgan.plotting import _pyplot, display_range, save_figure, save_image_grid
-from medgan.prepared import load_prepared
-
-
-def real_windows(
-    data_dir: str | os.PathLike, channels: Sequence[str], *, max_images: int = 2000, seed: int = 0
-) -> list[tuple[float, float]]:
-    """Display window per channel from (a seeded subsample of) the real images."""
-    ds = load_prepared(data_dir, channels=list(channels))
-    n = ds.images.shape[0]
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max_images), replace=False))
-    imgs = np.asarray(ds.images[idx])
-    return [display_range(imgs[:, c]) for c in range(imgs.shape[1])]
-
-
-def pick_real(data_dir: str | os.PathLike, channel: str, n_images: int, seed: int) -> np.ndarray:
-    """``n_images`` real images of one channel, drawn without replacement with ``seed``."""
-    ds = load_prepared(data_dir, channels=[channel])
-    n = ds.images.shape[0]
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, n_images), replace=False))
-    return np.asarray(ds.images[idx])
+from medgan.plotting import _pyplot, pick_images, real_windows, save_figure, save_image_grid
 
 
 def plot_real_grid(
@@ -47,7 +27,7 @@ def plot_real_grid(
     seed: int = 0,
 ) -> None:
     """Han 2018 Fig. 2: a grid of real training images of one sequence."""
-    images = pick_real(data_dir, channel, n_images, seed)
+    images = pick_images(data_dir, [channel], n_images, seed=seed)
     info = json.loads((Path(data_dir) / "dataset.json").read_text())
     save_image_grid(
         images,
