@@ -100,7 +100,7 @@ def plot_synthetic_panel(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.3)
-    fig.subplots_adjust(left=0.16)
+    fig.subplots_adjust(left=0.16, top=1 - 0.45 / fig.get_figheight() if title else 0.98)
     save_figure(fig, path)
 
 
