@@ -115,6 +115,7 @@ def test_tiny_workflow_produces_every_figure(tiny_run):
     table = pd.read_csv(figs / "models.tsv", sep="\t")
     assert list(table["model"]) == ["tiny_dcgan_t1", "tiny_wgan_concat"]
     assert list(table["channels"]) == ["T1", "T1+T1c+T2+FLAIR"]
+    assert (table["train_seconds"] > 0).all() and table["final_g_loss"].notna().all()
 
 
 def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):

@@ -96,9 +96,10 @@ def save_image_grid(
                     va="center",
                     fontsize=7,
                 )
+    fig.tight_layout(pad=0.2)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.2)
+        fig.subplots_adjust(top=1 - 0.45 / fig.get_figheight())
     save_figure(fig, path, dpi=dpi)
 
 

@@ -114,12 +114,7 @@ def write_model_table(
     for name, run_path in zip(models, runs, strict=True):
         run = json.loads(Path(run_path).read_text())
         cfg = run.get("config", {})
-        stats_path = Path(run_path).with_name("stats.jsonl")
-        last = {}
-        if stats_path.exists():
-            lines = [ln for ln in stats_path.read_text().splitlines() if ln.strip()]
-            if lines:
-                last = json.loads(lines[-1])
+        last = run.get("final", {})
         rows.append(
             {
                 "model": name,
@@ -135,7 +130,7 @@ def write_model_table(
                 "seed": cfg.get("seed"),
                 "final_d_loss": last.get("d_loss"),
                 "final_g_loss": last.get("g_loss"),
-                "train_seconds": run.get("elapsed_s"),
+                "train_seconds": run.get("timing", {}).get("train_s"),
             }
         )
     with atomic_path(path) as tmp:
