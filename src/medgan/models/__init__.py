@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from medgan.models import dcgan
+from medgan.models import dcgan, kitchen, pggan, srresnet
 
 
 class Architecture(NamedTuple):
@@ -27,6 +27,14 @@ class Architecture(NamedTuple):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "dcgan": Architecture(dcgan.build_generator, dcgan.build_discriminator, dcgan.DEFAULTS),
+    "dcgan_delplace": Architecture(dcgan.build_delplace_generator,
+                                   dcgan.build_delplace_discriminator, dcgan.DELPLACE_DEFAULTS),
+    "srresnet": Architecture(srresnet.build_generator, srresnet.build_discriminator,
+                             srresnet.DEFAULTS),
+    "kitchen": Architecture(kitchen.build_generator, kitchen.build_discriminator,
+                            kitchen.DEFAULTS),
+    # Built at full size (last level, alpha 1); the progressive schedule is not yet in the trainer.
+    "pggan": Architecture(pggan.build_generator, pggan.build_discriminator, pggan.DEFAULTS),
 }
 
 

@@ -1,4 +1,6 @@
-"""DCGAN (Radford et al. 2016) with the changes of Han et al. 2018.
+"""DCGAN (Radford et al. 2016) with the changes of Han et al. 2018, and Delplace 2019's variant.
+
+(Delplace's ``dcgan_delplace``, Tables 1 and 2 of delplace2019, is at the end of this module.)
 
 Generator: ``z`` (``latent_dim``) -> transposed conv to 4x4 -> stride-2 transposed convs with
 BatchNorm + ReLU, doubling the resolution up to the target -> a last transposed conv to C
@@ -31,6 +33,16 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from medgan.models.layers import OUTPUT_ACTIVATIONS as OUTPUT_ACTIVATIONS_ALL
+from medgan.models.layers import (
+    MinibatchStddev,
+    check_channels,
+    check_choice,
+    check_resolution,
+    resolve_arch_config,
+)
+from medgan.models.layers import output_activation as make_output_activation
 
 DEFAULTS: dict[str, Any] = {
     "name": "dcgan",
@@ -200,3 +212,155 @@ def build_discriminator(arch: dict[str, Any], *, channels: int,
     return DCGANDiscriminator(channels=channels, resolution=resolution, width=cfg["width"],
                               max_width=cfg["max_width"], kernel_size=cfg["kernel_size"],
                               activation=cfg["d_activation"])
+
+
+# --- Delplace 2019's DCGAN (Tables 1 and 2) -------------------------------------------------------
+
+DELPLACE_DEFAULTS: dict[str, Any] = {
+    "name": "dcgan_delplace",
+    "latent_dim": 256,  # Table 1: latent vector 256x1x1 (drawn from U(-1, 1) in the paper)
+    "width": 64,  # Table 1: G's last hidden layer (at R) has 64 features
+    "max_width": 256,  # Table 1: G's dense layer and low-resolution layers have 256 features
+    "d_width": 64,  # Table 2: D's first conv has 64 features
+    "d_max_width": 1024,  # Table 2: D's conv at 8x8 has 1024 features
+    "d_dense_width": 1024,  # Table 2: the hidden dense layer has 1024 units
+    "kernel_size": 5,  # Tables 1 and 2: every conv is 5x5
+    "leaky_slope": 0.2,  # section 2.1: "Leaky ReLU ... slope of 0.2"
+    "minibatch_stddev": True,  # Karras et al. 2018's layer, before D's dense layers
+    "mbstd_group_size": 4,  # Karras et al. 2018
+    "output_activation": "tanh",  # Table 1: Tanh (images in [-1, 1])
+}
+
+
+def delplace_generator_widths(resolution: int, width: int, max_width: int) -> list[int]:
+    """Widths of G's upsampling layers from 16x16 up to ``resolution`` (low resolution first)."""
+    n_up = check_resolution(resolution) - 3
+    return [min(width * 2**i, max_width) for i in range(n_up)][::-1]
+
+
+class DelplaceDCGANGenerator(nn.Module):
+    """Delplace's Table 1: dense -> 8x8; 5x5 transposed convs; ``z`` -> (N, C, R, R).
+
+    A dense layer maps ``z`` to ``max_width`` x 8 x 8 (BN + ReLU). Then, for every resolution
+    16, 32, ..., R, one stride-2 transposed conv doubling the size, with ``min(width * 2**i,
+    max_width)`` features at R / 2**i (BN + ReLU); at every resolution whose width is
+    ``max_width`` a second, stride-1 transposed conv of the same width follows (Table 1 at 256 px:
+    16, 32 and 64 have two 256-feature layers, 128 has one of 128 and 256 one of 64). A last
+    stride-1 transposed conv maps to C channels with ``output_activation`` (Table 1: tanh).
+    Weights N(0, 0.02) (section 2.1).
+    """
+
+    def __init__(self, *, channels: int, resolution: int, latent_dim: int = 256, width: int = 64,
+                 max_width: int = 256, kernel_size: int = 5, output_activation: str = "tanh"):
+        super().__init__()
+        check_channels(channels)
+        self.channels, self.resolution, self.latent_dim = channels, resolution, latent_dim
+        self.base_width = max_width
+        self.dense = nn.Linear(latent_dim, max_width * 8 * 8, bias=False)
+        pad, out_pad = _padding(kernel_size)
+        layers: list[nn.Module] = [nn.BatchNorm2d(max_width), nn.ReLU(inplace=True)]
+        c_in = max_width
+        for c_out in delplace_generator_widths(resolution, width, max_width):
+            layers += [nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, pad, out_pad, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            if c_out == max_width:
+                layers += [nn.ConvTranspose2d(c_out, c_out, kernel_size, 1, kernel_size // 2,
+                                              bias=False),
+                           nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        layers += [nn.ConvTranspose2d(c_in, channels, kernel_size, 1, kernel_size // 2),
+                   make_output_activation(output_activation)]
+        self.main = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        assert_shape(z, (None, self.latent_dim), "DelplaceDCGANGenerator input z")
+        x = self.main(self.dense(z).reshape(z.shape[0], self.base_width, 8, 8))
+        assert_shape(x, (z.shape[0], self.channels, self.resolution, self.resolution),
+                     "DelplaceDCGANGenerator output")
+        return x
+
+
+class DelplaceDCGANDiscriminator(nn.Module):
+    """Delplace's Table 2: 5x5 stride-2 convs down to 8x8 -> [mbstd] -> dense -> dense -> logit.
+
+    Conv features ``min(d_width * 2**i, d_max_width)`` (Table 2 at 256 px: 64, 128, 256, 512,
+    1024), BatchNorm on all but the first, leaky ReLU ``leaky_slope``. With
+    ``minibatch_stddev`` the 8x8 features get one minibatch-stddev map before the dense layers.
+    The last dense layer gives a logit (Table 2's sigmoid is in the loss).
+    """
+
+    def __init__(self, *, channels: int, resolution: int, d_width: int = 64,
+                 d_max_width: int = 1024, d_dense_width: int = 1024, kernel_size: int = 5,
+                 leaky_slope: float = 0.2, minibatch_stddev: bool = True,
+                 mbstd_group_size: int = 4):
+        super().__init__()
+        check_channels(channels)
+        self.channels, self.resolution = channels, resolution
+        pad, _ = _padding(kernel_size)
+        layers: list[nn.Module] = []
+        c_in = channels
+        for i in range(check_resolution(resolution) - 3):
+            c_out = min(d_width * 2**i, d_max_width)
+            layers.append(nn.Conv2d(c_in, c_out, kernel_size, 2, pad, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(leaky_slope, inplace=True))
+            c_in = c_out
+        if minibatch_stddev:
+            layers.append(MinibatchStddev(mbstd_group_size))
+            c_in += 1
+        layers += [nn.Flatten(), nn.Linear(c_in * 8 * 8, d_dense_width),
+                   nn.LeakyReLU(leaky_slope, inplace=True), nn.Linear(d_dense_width, 1)]
+        self.main = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert_shape(x, (None, self.channels, self.resolution, self.resolution),
+                     "DelplaceDCGANDiscriminator input")
+        return self.main(x).reshape(x.shape[0])
+
+
+def resolve_delplace_config(arch: dict[str, Any]) -> dict[str, Any]:
+    """Validate a ``dcgan_delplace`` config and fill in defaults (unknown keys -> ValueError)."""
+    cfg = resolve_arch_config(arch, DELPLACE_DEFAULTS, positive_ints=(
+        "latent_dim", "width", "max_width", "d_width", "d_max_width", "d_dense_width",
+        "kernel_size", "mbstd_group_size"))
+    if cfg["kernel_size"] < 2:
+        raise ValueError(f"dcgan_delplace kernel_size must be >= 2, got {cfg['kernel_size']}")
+    if cfg["kernel_size"] % 2 == 0:
+        raise ValueError(f"dcgan_delplace kernel_size must be odd (stride-1 layers keep the "
+                         f"size), got {cfg['kernel_size']}")
+    if cfg["max_width"] < cfg["width"] or cfg["d_max_width"] < cfg["d_width"]:
+        raise ValueError("dcgan_delplace max_width/d_max_width must be >= width/d_width")
+    if not isinstance(cfg["leaky_slope"], (int, float)) or isinstance(cfg["leaky_slope"], bool):
+        raise ValueError(f"dcgan_delplace leaky_slope must be a number, got "
+                         f"{cfg['leaky_slope']!r}")
+    if not isinstance(cfg["minibatch_stddev"], bool):
+        raise ValueError(f"dcgan_delplace minibatch_stddev must be true/false, got "
+                         f"{cfg['minibatch_stddev']!r}")
+    check_choice(cfg, "output_activation", OUTPUT_ACTIVATIONS_ALL)
+    return cfg
+
+
+def build_delplace_generator(arch: dict[str, Any], *, channels: int,
+                             resolution: int) -> DelplaceDCGANGenerator:
+    """Delplace 2019's DCGAN generator (Table 1) from a config (see ``DELPLACE_DEFAULTS``)."""
+    cfg = resolve_delplace_config(arch)
+    check_resolution(resolution)
+    return DelplaceDCGANGenerator(channels=channels, resolution=resolution,
+                                  latent_dim=cfg["latent_dim"], width=cfg["width"],
+                                  max_width=cfg["max_width"], kernel_size=cfg["kernel_size"],
+                                  output_activation=cfg["output_activation"])
+
+
+def build_delplace_discriminator(arch: dict[str, Any], *, channels: int,
+                                 resolution: int) -> DelplaceDCGANDiscriminator:
+    """Delplace 2019's DCGAN discriminator (Table 2) from a config (see ``DELPLACE_DEFAULTS``)."""
+    cfg = resolve_delplace_config(arch)
+    check_resolution(resolution)
+    return DelplaceDCGANDiscriminator(
+        channels=channels, resolution=resolution, d_width=cfg["d_width"],
+        d_max_width=cfg["d_max_width"], d_dense_width=cfg["d_dense_width"],
+        kernel_size=cfg["kernel_size"], leaky_slope=float(cfg["leaky_slope"]),
+        minibatch_stddev=cfg["minibatch_stddev"], mbstd_group_size=cfg["mbstd_group_size"])
