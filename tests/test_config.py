@@ -126,3 +126,19 @@ def test_cross_references_are_checked(default_config, edit, key):
 def test_study_models_in_panel_order(default_config):
     models = study_models(default_config["studies"]["han2018"])
     assert len(models) == 12 and models[0] == "han_dcgan_t1" and models[-1] == "han_wgan_concat16"
+
+
+def test_architecture_keys_depend_on_the_architecture(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_dcgan_t1"]["architecture"] = {"name": "kitchen", "noise_std": 0.3}
+    validate(cfg, SCHEMA)
+    cfg["models"]["han_dcgan_t1"]["architecture"]["d_activation"] = "elu"  # a dcgan-only key
+    assert "d_activation" in _errmsg(cfg)
+
+
+def test_an_empty_architecture_defaults_to_hans_dcgan(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_dcgan_t1"]["architecture"] = {}
+    validate(cfg, SCHEMA, set_default=True)
+    arch = cfg["models"]["han_dcgan_t1"]["architecture"]
+    assert arch["name"] == "dcgan" and arch["width"] == 64 and arch["kernel_size"] == 4
