@@ -189,3 +189,50 @@ def test_load_checkpoint_names_a_short_junk_file(tmp_path):
     junk.write_bytes(b"\x80\x02")
     with pytest.raises(InputError, match="short.pt"):
         load_checkpoint(junk)
+
+
+def test_ema_generator_is_used_for_generation(data, run_dir, tmp_path):
+    out = tmp_path / "ema"
+    _train(data, out, schedule={**SCHEDULE, "ema_decay": 0.5})
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["config"]["schedule"]["ema_decay"] == 0.5
+    ema, raw = ckpt["generator_ema"], ckpt["generator"]
+    assert not all(torch.equal(ema[k], raw[k]) for k in raw)
+    G, _ = load_generator(out / "checkpoint.pt")
+    assert all(torch.equal(v, ema[k]) for k, v in G.state_dict().items())
+    G_raw, _ = load_generator(out / "checkpoint.pt", ema=False)
+    assert all(torch.equal(v, raw[k]) for k, v in G_raw.state_dict().items())
+    # without ema_decay the checkpoint holds none and generation uses the trained generator
+    assert load_checkpoint(run_dir / "checkpoint.pt")["generator_ema"] is None
+
+
+def test_separate_learning_rates_and_generator_steps(data, tmp_path):
+    import medgan.train as train
+
+    opt = {**ADAM, "lr_g": 1e-3, "lr_d": 1e-4}
+    out = tmp_path / "lr"
+    _train(data, out, optimizer=opt, loss={"name": "gan", "g_steps": 3, "label_smoothing": 0.1})
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["g_optimizer"]["param_groups"][0]["lr"] == 1e-3
+    assert ckpt["d_optimizer"]["param_groups"][0]["lr"] == 1e-4
+    assert ckpt["config"]["optimizer"]["lr_g"] == 1e-3
+    assert ckpt["config"]["loss"]["g_steps"] == 3
+    g_state = next(iter(ckpt["g_optimizer"]["state"].values()))
+    d_state = next(iter(ckpt["d_optimizer"]["state"].values()))
+    assert g_state["step"].item() == 3 * SCHEDULE["steps"]  # three G steps per D step
+    assert d_state["step"].item() == SCHEDULE["steps"]
+    assert "lr_g" not in train.resolve_optimizer(ADAM)  # recorded only when given
+    with pytest.raises(ValueError, match="lr_d"):
+        train.resolve_optimizer({**ADAM, "lr_d": 0})
+
+
+@pytest.mark.parametrize(("schedule", "match"), [
+    ({"checkpoint_every": -1}, "checkpoint_every"),
+    ({"ema_decay": 1.0}, "ema_decay"),
+    ({"ema_decay": "fast"}, "ema_decay"),
+])
+def test_bad_schedule_values(schedule, match):
+    from medgan.train import resolve_schedule
+
+    with pytest.raises(ValueError, match=match):
+        resolve_schedule(schedule)

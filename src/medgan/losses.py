@@ -2,15 +2,19 @@
 
 A loss object has
 
-* ``n_critic``: discriminator (critic) steps per generator step;
+* ``n_critic``: discriminator (critic) steps per training iteration;
+* ``g_steps``: generator steps per training iteration (Delplace's G/D rate r, e.g. 3 for DCGAN);
 * ``d_loss(D, real, fake) -> (loss, stats)``: the discriminator's loss to minimise on a batch of
   real and (detached) generated images, and a dict of detached scalar tensors to log;
 * ``g_loss(D, fake) -> (loss, stats)``: the generator's loss to minimise;
 * ``after_d_step(D)``: a hook run after every discriminator optimiser step (WGAN's weight clipping);
-* ``config``: the full config, defaults filled in, to record beside results.
+* ``config``: the config, defaults filled in, to record beside results. Optional keys
+  (:attr:`GANLoss.optional`) appear there only when given, so that older configs record the same.
 
-Real and fake batches go through D in separate forward passes, so a BatchNorm discriminator sees
-batches of one kind, as in Radford's and Arjovsky's reference code.
+Every D maps images to logits (N,); every loss works with every architecture. Real and fake
+batches go through D in separate forward passes, so a BatchNorm discriminator sees batches of one
+kind, as in Radford's and Arjovsky's reference code. Random draws of a loss (interpolation
+weights, perturbations) use torch's global RNG on the batch's device, which checkpoints save.
 
 Build one from a config dict with :func:`build_loss` (``{"name": "wgan", "clip": 0.01}``);
 :data:`LOSSES` maps names to classes.
@@ -27,39 +31,99 @@ from torch import nn
 Stats = dict[str, torch.Tensor]
 
 
+def _number(cfg: dict[str, Any], key: str, loss: str, *, low: float, high: float | None = None,
+            low_open: bool = False) -> float:
+    """``cfg[key]`` as a float in the given range (YAML 1.1 reads "1e-3" as a string: accepted)."""
+    value = cfg[key]
+    try:
+        out = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        out = float("nan")
+    ok = (out > low if low_open else out >= low) and (high is None or out < high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and < {high}")
+        raise ValueError(f"{loss} loss {key} must be a number {bound}, got {value!r}")
+    cfg[key] = out
+    return out
+
+
+def gradient_penalty(D: nn.Module, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean((||dD/dx||_2 - 1)^2)`` at ``points`` (differentiable w.r.t. D's parameters) and
+    the mean gradient norm (detached)."""
+    points = points.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(points).sum(), points, create_graph=True)
+    norm = grad.flatten(1).norm(2, dim=1)
+    return ((norm - 1.0) ** 2).mean(), norm.detach().mean()
+
+
 class GANLoss:
     """Goodfellow's GAN with the non-saturating generator loss (Radford's and Han's DCGAN).
 
     D maximises ``log D(x) + log(1 - D(G(z)))``; G maximises ``log D(G(z))``; both as
-    binary cross-entropy on logits.
+    binary cross-entropy on logits. ``label_smoothing`` s (optional, default 0) is Salimans'
+    one-sided smoothing: D's target for real images is ``1 - s`` (Delplace: s = 0.1, target 0.9),
+    fake targets stay 0 and the generator's target stays 1.
     """
 
     name: ClassVar[str] = "gan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0}
 
     def __init__(self, **cfg: Any):
         cfg.pop("name", None)
-        unknown = [k for k in cfg if k not in self.defaults]
+        known = {**self.defaults, **self.optional}
+        unknown = [k for k in cfg if k not in known]
         if unknown:
             raise ValueError(f"unknown {self.name} loss key(s) {unknown}; "
-                             f"known: {sorted(['name', *self.defaults])}")
+                             f"known: {sorted(['name', *known])}")
         self.config: dict[str, Any] = {"name": self.name, **self.defaults, **cfg}
-        n_critic = self.config["n_critic"]
-        if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
-            raise ValueError(f"loss n_critic must be a positive integer, got {n_critic!r}")
-        self.n_critic: int = n_critic
+        for key in ("n_critic", "g_steps"):
+            value = self.config.get(key, self.optional.get(key))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"loss {key} must be a positive integer, got {value!r}")
+        self.n_critic: int = self.config["n_critic"]
+        self.g_steps: int = self.config.get("g_steps", 1)
+        self.label_smoothing = 0.0
+        if "label_smoothing" in self.config:
+            self.label_smoothing = _number(self.config, "label_smoothing", self.name,
+                                           low=0.0, high=1.0)
 
     def d_loss(self, D: nn.Module, real: torch.Tensor,
                fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real_logits, fake_logits = D(real), D(fake)
-        loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-        return loss, {"d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        return self._bce_d_loss(real_logits, fake_logits), {
+            "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+
+    def _bce_d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        # BCE(l, t) = t * softplus(-l) + (1 - t) * softplus(l)
+        real_term = F.softplus(-real_logits)
+        if self.label_smoothing:
+            s = self.label_smoothing
+            real_term = (1.0 - s) * real_term + s * F.softplus(real_logits)
+        return real_term.mean() + F.softplus(fake_logits).mean()
 
     def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         return F.softplus(-D(fake)).mean(), {}
 
     def after_d_step(self, D: nn.Module) -> None:
         """Nothing to do after a discriminator step."""
+
+
+class LSGANLoss(GANLoss):
+    """Mao et al.'s least-squares GAN (a-b-c = 0-1-1): D minimises
+    ``(D(x) - 1)^2 / 2 + D(G(z))^2 / 2``, G minimises ``(D(G(z)) - 1)^2 / 2``."""
+
+    name: ClassVar[str] = "lsgan"
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1}
+
+    def d_loss(self, D: nn.Module, real: torch.Tensor,
+               fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        real_out, fake_out = D(real), D(fake)
+        loss = 0.5 * ((real_out - 1.0) ** 2).mean() + 0.5 * (fake_out ** 2).mean()
+        return loss, {"d_real": real_out.detach().mean(), "d_fake": fake_out.detach().mean()}
+
+    def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        return 0.5 * ((D(fake) - 1.0) ** 2).mean(), {}
 
 
 class WGANLoss(GANLoss):
@@ -73,24 +137,24 @@ class WGANLoss(GANLoss):
 
     name: ClassVar[str] = "wgan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 5, "clip": 0.01}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1}
 
     def __init__(self, **cfg: Any):
         super().__init__(**cfg)
-        clip = self.config["clip"]
-        try:  # YAML 1.1 reads "1e-2" (no dot) as a string: accept numeric strings
-            self.clip = float(clip)
-        except (TypeError, ValueError):
-            self.clip = float("nan")
-        if isinstance(clip, bool) or not self.clip > 0:
-            raise ValueError(f"wgan loss clip must be a positive number, got {clip!r}")
-        self.config["clip"] = self.clip
+        self.clip = _number(self.config, "clip", self.name, low=0.0, low_open=True)
+
+    def _critic_scores(self, D: nn.Module, real: torch.Tensor,
+                       fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
+        real_out = D(real)
+        real_score, fake_score = real_out.mean(), D(fake).mean()
+        return real_out, fake_score - real_score, {
+            "wasserstein": (real_score - fake_score).detach(), "d_real": real_score.detach(),
+            "d_fake": fake_score.detach()}
 
     def d_loss(self, D: nn.Module, real: torch.Tensor,
                fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        real_score, fake_score = D(real).mean(), D(fake).mean()
-        return fake_score - real_score, {"wasserstein": (real_score - fake_score).detach(),
-                                         "d_real": real_score.detach(),
-                                         "d_fake": fake_score.detach()}
+        _, loss, stats = self._critic_scores(D, real, fake)
+        return loss, stats
 
     def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         return -D(fake).mean(), {}
@@ -101,7 +165,72 @@ class WGANLoss(GANLoss):
             p.clamp_(-self.clip, self.clip)
 
 
-LOSSES: dict[str, type[GANLoss]] = {cls.name: cls for cls in (GANLoss, WGANLoss)}
+class WGANGPLoss(WGANLoss):
+    """Gulrajani et al.'s WGAN-GP with Karras et al.'s drift term (Beers' PGGAN).
+
+    Critic loss ``D(G(z)) - D(x) + gp_lambda * E[(||grad D(x_hat)||_2 - 1)^2]
+    + drift * E[D(x)^2]``, with ``x_hat = a x + (1 - a) G(z)``, ``a ~ U[0, 1)`` per image.
+    No weight clipping. Logs ``gradient_penalty`` (unweighted), ``grad_norm``, ``drift``.
+    """
+
+    name: ClassVar[str] = "wgan_gp"
+    defaults: ClassVar[dict[str, Any]] = {"n_critic": 5, "gp_lambda": 10.0, "drift": 0.001}
+
+    def __init__(self, **cfg: Any):
+        GANLoss.__init__(self, **cfg)
+        self.gp_lambda = _number(self.config, "gp_lambda", self.name, low=0.0)
+        self.drift = _number(self.config, "drift", self.name, low=0.0)
+
+    def d_loss(self, D: nn.Module, real: torch.Tensor,
+               fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        real_out, loss, stats = self._critic_scores(D, real, fake)
+        alpha = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device,
+                           dtype=real.dtype)
+        penalty, norm = gradient_penalty(D, alpha * real + (1.0 - alpha) * fake)
+        drift = (real_out ** 2).mean()
+        loss = loss + self.gp_lambda * penalty + self.drift * drift
+        return loss, {**stats, "gradient_penalty": penalty.detach(), "grad_norm": norm,
+                      "drift": drift.detach()}
+
+    def after_d_step(self, D: nn.Module) -> None:
+        """No clipping: the gradient penalty keeps the critic Lipschitz."""
+
+
+class DRAGANLoss(GANLoss):
+    """Kodali et al.'s DRAGAN: the GAN loss plus a gradient penalty around perturbed reals.
+
+    ``x_p = x + perturb_scale * std(x) * u``, ``u ~ U[0, 1)`` per pixel, ``std`` over the batch;
+    the penalty ``gp_lambda * E[(||grad D(x_hat)||_2 - 1)^2]`` is taken at
+    ``x_hat = x + a (x_p - x)``, ``a ~ U[0, 1)`` per image, as in Kodali's reference code.
+    ``label_smoothing`` works as in :class:`GANLoss`.
+    """
+
+    name: ClassVar[str] = "dragan"
+    defaults: ClassVar[dict[str, Any]] = {"n_critic": 1, "gp_lambda": 10.0, "perturb_scale": 0.5}
+
+    def __init__(self, **cfg: Any):
+        super().__init__(**cfg)
+        self.gp_lambda = _number(self.config, "gp_lambda", self.name, low=0.0)
+        self.perturb_scale = _number(self.config, "perturb_scale", self.name, low=0.0)
+
+    def perturbed(self, real: torch.Tensor) -> torch.Tensor:
+        """Points around ``real`` where the penalty is taken."""
+        noise = torch.rand(real.shape, device=real.device, dtype=real.dtype)
+        x_p = real + self.perturb_scale * real.std() * noise
+        alpha = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device,
+                           dtype=real.dtype)
+        return real + alpha * (x_p - real)
+
+    def d_loss(self, D: nn.Module, real: torch.Tensor,
+               fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        loss, stats = super().d_loss(D, real, fake)
+        penalty, norm = gradient_penalty(D, self.perturbed(real))
+        return loss + self.gp_lambda * penalty, {**stats, "gradient_penalty": penalty.detach(),
+                                                 "grad_norm": norm}
+
+
+LOSSES: dict[str, type[GANLoss]] = {
+    cls.name: cls for cls in (GANLoss, LSGANLoss, WGANLoss, WGANGPLoss, DRAGANLoss)}
 
 
 def build_loss(cfg: dict[str, Any]) -> GANLoss:

@@ -1,19 +1,32 @@
 """Train an unconditional GAN on a prepared dataset; read its generator back.
 
 :func:`train_gan` is the one training loop: any architecture of :mod:`medgan.models`, any loss
-object of :mod:`medgan.losses`, optimisers from config. Each generator step runs ``n_critic``
+object of :mod:`medgan.losses`, optimisers from config. Each training step runs ``n_critic``
 discriminator steps (each on a fresh real batch and fresh latents, followed by the loss's
-``after_d_step`` hook, e.g. WGAN weight clipping), then one generator step.
+``after_d_step`` hook, e.g. WGAN weight clipping), then ``g_steps`` generator steps (each on fresh
+latents), then updates the optional EMA copy of the generator (``schedule.ema_decay``).
 
 A run directory holds (each file written atomically; ``run.json`` last):
 
 * ``checkpoint.pt``: a plain dict (see :mod:`medgan.checkpoint`) loadable with
-  ``torch.load(..., weights_only=True)``;
+  ``torch.load(..., weights_only=True)``: G, D, both optimisers, the EMA generator (or None),
+  ``step``, config, every RNG state (python, numpy, torch, data order, latents), the data
+  sampler's position and the running log sums. Written every ``schedule.checkpoint_every``
+  steps (0: only at the end), on SIGTERM, and at the end;
 * ``stats.jsonl``: one JSON object per logged step: ``step``, ``d_loss``, ``g_loss``, the loss's
   own statistics (``d_real``, ``d_fake``, ``wasserstein``), ``images_per_s`` (real images shown
   to D per second), ``s_per_step`` (seconds per generator step), ``elapsed_s``;
 * ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
 * ``run.json``: config, provenance, seed, versions, device and timing.
+
+While training, the log is ``stats.jsonl.partial``, renamed to ``stats.jsonl`` at the end.
+
+Resuming: if ``out_dir`` holds a ``checkpoint.pt`` (and ``resume=True``, the default) whose config
+equals the current one (``schedule`` keys ``steps``, ``log_every``, ``sample_every`` and
+``checkpoint_every`` may differ; ``steps`` may grow), training continues from its step, with the
+log's rows up to that step kept. On CPU with the same thread count the resumed run's weights equal
+an uninterrupted run's bit for bit. SIGTERM makes the loop finish the current step, write a
+checkpoint and raise :class:`~medgan.checkpoint.TrainingInterrupted` (exit status 75).
 
 Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, through
 :class:`numpy.random.SeedSequence`, three independent ``torch.Generator`` streams: data order,
@@ -23,6 +36,8 @@ bit-identical weights.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import os
@@ -39,8 +54,17 @@ import torch
 from tqdm.auto import tqdm
 
 from medgan import __version__
-from medgan.atomic import atomic_path, write_json
-from medgan.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
+from medgan.atomic import write_json, write_text
+from medgan.checkpoint import (
+    TrainingInterrupted,
+    capture_rng_state,
+    config_differences,
+    continue_stats,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    sigterm_requested,
+)
 from medgan.errors import InputError
 from medgan.losses import build_loss
 from medgan.models import build_discriminator, build_generator, resolved_config
@@ -50,11 +74,17 @@ from medgan.prepared import load_prepared
 log = logging.getLogger(__name__)
 
 SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every": 10,
-                                     "sample_every": 100}
+                                     "sample_every": 100, "checkpoint_every": 0,
+                                     "ema_decay": None}
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
     "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
 }
+# per-model learning rates overriding ``lr``; recorded only when given
+OPTIMIZER_OPTIONAL = ("lr_g", "lr_d")
+# schedule keys a resumed run may change: they do not change the weights
+RESUMABLE_CHANGES = frozenset(f"schedule.{k}" for k in ("steps", "log_every", "sample_every",
+                                                         "checkpoint_every"))
 N_SAMPLES = 16  # images in samples.png
 PRELOAD_BYTES = 1 << 30  # datasets up to this size are copied to the device once
 CHECKPOINT_FORMAT = "medgan.gan/1"
@@ -78,6 +108,16 @@ def resolve_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     _positive_int(cfg["batch_size"], "schedule batch_size")
     _positive_int(cfg["log_every"], "schedule log_every")
     _positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
+    _positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",
+                  minimum=0)
+    ema = cfg["ema_decay"]
+    if ema is not None:
+        try:  # YAML 1.1 reads "9.99e-1"-like values without a dot as strings
+            cfg["ema_decay"] = float(ema) if not isinstance(ema, bool) else float("nan")
+        except (TypeError, ValueError):
+            cfg["ema_decay"] = float("nan")
+        if not 0.0 < cfg["ema_decay"] < 1.0:
+            raise ValueError(f"schedule ema_decay must be null or a number in (0, 1), got {ema!r}")
     return cfg
 
 
@@ -87,10 +127,10 @@ def resolve_optimizer(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"optimizer config must name one of {sorted(OPTIMIZER_DEFAULTS)}, "
                          f"got {cfg!r}")
     defaults = OPTIMIZER_DEFAULTS[cfg["name"]]
-    unknown = [k for k in cfg if k != "name" and k not in defaults]
+    unknown = [k for k in cfg if k != "name" and k not in defaults and k not in OPTIMIZER_OPTIONAL]
     if unknown:
         raise ValueError(f"unknown {cfg['name']} optimizer key(s) {unknown}; "
-                         f"known: {sorted(['name', *defaults])}")
+                         f"known: {sorted(['name', *defaults, *OPTIMIZER_OPTIONAL])}")
     out = {"name": cfg["name"], **defaults, **cfg}
     try:  # YAML 1.1 reads "5e-5" (no dot) as a string: accept numeric strings
         for key in out:
@@ -100,20 +140,25 @@ def resolve_optimizer(cfg: dict[str, Any]) -> dict[str, Any]:
                 out[key] = float(out[key])
     except (TypeError, ValueError):
         raise ValueError(f"optimizer {key} must be a number, got {out[key]!r}") from None
-    if not out["lr"] > 0:
-        raise ValueError(f"optimizer lr must be > 0, got {out['lr']!r}")
+    for key in ("lr", *OPTIMIZER_OPTIONAL):
+        if key in out and not out[key] > 0:
+            raise ValueError(f"optimizer {key} must be > 0, got {out[key]!r}")
     if "betas" in out and len(out["betas"]) != 2:
         raise ValueError(f"adam betas must be two numbers, got {cfg['betas']!r}")
     return out
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter],
-                    cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """``{"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}`` or ``{"name": "rmsprop", ...}``."""
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], *,
+                    model: str | None = None) -> torch.optim.Optimizer:
+    """``{"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}`` or ``{"name": "rmsprop", ...}``.
+
+    ``model`` ``"g"`` or ``"d"`` picks ``lr_g`` / ``lr_d`` over ``lr`` when the config has it.
+    """
     cfg = resolve_optimizer(cfg)
+    lr = cfg.get(f"lr_{model}", cfg["lr"]) if model else cfg["lr"]
     if cfg["name"] == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
-    return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=cfg["alpha"], eps=cfg["eps"])
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+    return torch.optim.RMSprop(params, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -209,14 +254,39 @@ class StatsAccumulator:
         self.counts.clear()
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.counts = dict(state["sums"]), {k: int(v) for k, v in
+                                                       state["counts"].items()}
+
+
+class GeneratorEMA:
+    """An exponential moving average of a generator's parameters (Karras et al.); buffers
+    (BatchNorm statistics) are copied. ``model`` is the averaged generator, in eval mode."""
+
+    def __init__(self, G: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(G).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, G: torch.nn.Module) -> None:
+        for p_ema, p in zip(self.model.parameters(), G.parameters(), strict=True):
+            p_ema.lerp_(p, 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), G.buffers(), strict=True):
+            b_ema.copy_(b)
+
 
 def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, next_real: Callable[[], torch.Tensor],
                next_z: Callable[[], torch.Tensor], stats: StatsAccumulator) -> None:
-    """One generator step: ``loss.n_critic`` discriminator steps, then one generator step.
+    """One training step: ``loss.n_critic`` discriminator steps, then ``loss.g_steps``
+    generator steps.
 
     Each discriminator step uses a fresh real batch and fresh latents, and is followed by the
-    loss's ``after_d_step`` hook. Losses and loss statistics are added to ``stats`` (no sync).
+    loss's ``after_d_step`` hook; each generator step uses fresh latents. Losses and loss
+    statistics are added to ``stats`` (no host sync).
     """
     G.train()
     D.train()
@@ -233,26 +303,34 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
 
     D.requires_grad_(False)  # no parameter gradients for D in the generator step
     try:
-        g_loss, g_stats = loss.g_loss(D, G(next_z()))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        for _ in range(getattr(loss, "g_steps", 1)):
+            g_loss, g_stats = loss.g_loss(D, G(next_z()))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            stats.add({"g_loss": g_loss, **g_stats})
     finally:
         D.requires_grad_(True)
-    stats.add({"g_loss": g_loss, **g_stats})
 
 
 def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               channels: list[str] | None, resolution: int, architecture: dict, loss: dict,
               optimizer: dict, schedule: dict, seed: int, device: str = "auto",
               threads: int | None = None, provenance: dict | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, resume: bool = True,
+              resume_dir: str | os.PathLike | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
-    ``optimizer`` (used for both G and D) and ``schedule`` are config dicts (see
-    :mod:`medgan.models`, :mod:`medgan.losses`, :func:`resolve_optimizer`,
-    :func:`resolve_schedule`). Returns the ``run.json`` content.
+    ``optimizer`` (one config for G and D; ``lr_g`` / ``lr_d`` override ``lr``) and ``schedule``
+    are config dicts (see :mod:`medgan.models`, :mod:`medgan.losses`, :func:`resolve_optimizer`,
+    :func:`resolve_schedule`). ``resume``: continue from ``out_dir/checkpoint.pt`` if present
+    (its config must match, else :class:`InputError` naming the file and the differing key);
+    ``False`` starts afresh and overwrites it. ``resume_dir`` (default ``out_dir``) holds the
+    interim checkpoints and the partial log instead, and is emptied at the end: a directory that
+    a workflow manager does not delete before retrying a job (Snakemake removes a job's declared
+    outputs). Returns the ``run.json`` content. On SIGTERM raises
+    :class:`~medgan.checkpoint.TrainingInterrupted` after writing a checkpoint.
     """
     t_start = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -281,8 +359,9 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     data_seed, noise_seed, fixed_seed = _seeds(seed, 3)
     G = build_generator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
     D = build_discriminator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
-    opt_g = build_optimizer(G.parameters(), opt_cfg)
-    opt_d = build_optimizer(D.parameters(), opt_cfg)
+    ema = GeneratorEMA(G, schedule["ema_decay"]) if schedule["ema_decay"] else None
+    opt_g = build_optimizer(G.parameters(), opt_cfg, model="g")
+    opt_d = build_optimizer(D.parameters(), opt_cfg, model="d")
     data_gen = torch.Generator().manual_seed(data_seed)
     noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
     fixed_z = torch.randn(N_SAMPLES, G.latent_dim,
@@ -290,6 +369,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     sampler = EpochSampler(n_images, schedule["batch_size"], data_gen)
     read_batch = _batch_reader(data.images, dev)
     batch = sampler.batch_size
+    stats = StatsAccumulator()
+    generators = {"data": data_gen, "noise": noise_gen}
 
     config = {"architecture": arch_cfg, "loss": loss_obj.config, "optimizer": opt_cfg,
               "schedule": schedule, "channels": names, "resolution": resolution, "seed": seed,
@@ -297,25 +378,65 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     sample_ranges = _display_ranges(data.images)
 
     def write_samples() -> None:
-        save_image_grid(sample_images(G, fixed_z), out_dir / "samples.png", channel_names=names,
-                        value_ranges=sample_ranges, ncols=8 if len(names) == 1 else 4)
+        save_image_grid(sample_images(ema.model if ema else G, fixed_z), out_dir / "samples.png",
+                        channel_names=names, value_ranges=sample_ranges,
+                        ncols=8 if len(names) == 1 else 4)
 
     def noise() -> torch.Tensor:
         return torch.randn(batch, G.latent_dim, device=dev, generator=noise_gen)
 
+    def training_state(step: int) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "generator": G.state_dict(), "discriminator": D.state_dict(),
+            "generator_ema": ema.model.state_dict() if ema else None,
+            "g_optimizer": opt_g.state_dict(), "d_optimizer": opt_d.state_dict(),
+            "step": step, "config": config, "rng": capture_rng_state(generators),
+            "sampler": sampler.state_dict(), "log_sums": stats.state_dict(),
+            "fixed_z": fixed_z.cpu(),
+            "medgan_version": __version__, "torch_version": str(torch.__version__),
+        }
+
     steps, n_critic = schedule["steps"], loss_obj.n_critic
+    state_dir = out_dir if resume_dir is None else Path(resume_dir)
+    ckpt_path, final_ckpt_path = state_dir / "checkpoint.pt", out_dir / "checkpoint.pt"
+    stats_path, partial_path = out_dir / "stats.jsonl", state_dir / "stats.jsonl.partial"
+    start_step, rows = 0, []
+    found = [p for p in (ckpt_path, final_ckpt_path) if p.is_file()]
+    if resume and found:
+        ckpt = load_checkpoint(found[0])
+        _check_resumable(found[0], ckpt, config)
+        start_step = int(ckpt["step"])
+        try:
+            G.load_state_dict(ckpt["generator"])
+            D.load_state_dict(ckpt["discriminator"])
+            if ema:
+                ema.model.load_state_dict(ckpt["generator_ema"])
+            opt_g.load_state_dict(ckpt["g_optimizer"])
+            opt_d.load_state_dict(ckpt["d_optimizer"])
+            sampler.load_state_dict(ckpt["sampler"])
+            stats.load_state_dict(ckpt["log_sums"])
+            restore_rng_state(ckpt["rng"], generators)  # last: building the models drew numbers
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise InputError(found[0], f"cannot resume from this checkpoint ({err}); pass "
+                                        "resume=False or delete it to start afresh") from err
+        rows = continue_stats([partial_path, stats_path], start_step)
+        log.info("%s: resuming from step %d", found[0], start_step)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = StatsAccumulator()
-    last_row: dict[str, Any] = {}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_text(partial_path, "".join(f"{r}\n" for r in rows))
+    last_row: dict[str, Any] = json.loads(rows[-1]) if rows else {}
     t_train = time.perf_counter()
     t_interval, overhead, steps_in_interval = t_train, 0.0, 0
 
-    bar = tqdm(total=steps, desc=f"train {out_dir.name}", unit="step", disable=not progress,
-               mininterval=1.0)
-    with atomic_path(out_dir / "stats.jsonl") as stats_tmp, open(stats_tmp, "w") as stats_fh:
-        for step in range(1, steps + 1):
+    bar = tqdm(total=steps, initial=start_step, desc=f"train {out_dir.name}", unit="step",
+               disable=not progress, mininterval=1.0)
+    with sigterm_requested() as sigterm, open(partial_path, "a") as stats_fh:
+        for step in range(start_step + 1, steps + 1):
             train_step(G, D, loss_obj, opt_g, opt_d, lambda: read_batch(sampler.next()), noise,
                        stats)
+            if ema:
+                ema.update(G)
             steps_in_interval += 1
             bar.update(1)
 
@@ -336,6 +457,18 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 bar.set_postfix(d=f"{last_row['d_loss']:.3g}", g=f"{last_row['g_loss']:.3g}")
                 t_interval, overhead, steps_in_interval = time.perf_counter(), 0.0, 0
 
+            every = schedule["checkpoint_every"]
+            if step != steps and (sigterm["stop"] or (every and step % every == 0)):
+                t0 = time.perf_counter()
+                stats_fh.flush()
+                save_checkpoint(ckpt_path, training_state(step))
+                overhead += time.perf_counter() - t0
+                if sigterm["stop"]:
+                    bar.close()
+                    interrupted = TrainingInterrupted(ckpt_path, step)
+                    log.warning("%s", interrupted)
+                    raise interrupted
+
             if (schedule["sample_every"] and step % schedule["sample_every"] == 0
                     and step != steps):
                 t0 = time.perf_counter()
@@ -343,32 +476,54 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 overhead += time.perf_counter() - t0
         bar.close()
         train_s = time.perf_counter() - t_train
-
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "generator": G.state_dict(), "discriminator": D.state_dict(),
-            "g_optimizer": opt_g.state_dict(), "d_optimizer": opt_d.state_dict(),
-            "step": steps, "config": config,
-            "rng": capture_rng_state({"data": data_gen, "noise": noise_gen}),
-            "sampler": sampler.state_dict(), "fixed_z": fixed_z.cpu(),
-            "medgan_version": __version__, "torch_version": str(torch.__version__),
-        }
-        save_checkpoint(out_dir / "checkpoint.pt", checkpoint)
+        save_checkpoint(final_ckpt_path, training_state(steps))
         write_samples()
+    os.replace(partial_path, stats_path)
+    if state_dir != out_dir:
+        ckpt_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            state_dir.rmdir()  # if empty
     # stats.jsonl is in place now; run.json, written last, marks the run complete
+    trained = steps - start_step
     run = {
         "config": config, "seed": seed, "provenance": provenance or {},
         "medgan_version": __version__, "torch_version": str(torch.__version__),
         "python_version": platform.python_version(), "device": str(dev),
         "threads": torch.get_num_threads(),
         "timing": {"total_s": time.perf_counter() - t_start, "train_s": train_s,
-                   "s_per_step": train_s / steps,
-                   "images_per_s": steps * n_critic * batch / train_s},
+                   "s_per_step": train_s / max(trained, 1),
+                   "images_per_s": trained * n_critic * batch / max(train_s, 1e-9)},
+        "resumed_from_step": start_step,
         "final": last_row,
         "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "run.json"],
     }
     write_json(out_dir / "run.json", run)
     return run
+
+
+def _check_resumable(path: Path, ckpt: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse (``InputError`` naming ``path`` and the key) a checkpoint of another run."""
+    differ = config_differences(ckpt["config"], config, ignore=RESUMABLE_CHANGES)
+    if differ:
+        key = differ[0]
+        old, new = _lookup(ckpt["config"], key), _lookup(config, key)
+        raise InputError(path, f"holds a run with a different config: {key} is {old!r} there "
+                               f"but {new!r} now ({len(differ)} key(s) differ: {differ[:5]}); "
+                               "delete it or pass resume=False to start afresh")
+    if int(ckpt["step"]) > config["schedule"]["steps"]:
+        raise InputError(path, f"checkpoint is at step {ckpt['step']}, beyond schedule steps "
+                               f"{config['schedule']['steps']}")
+
+
+def _lookup(config: Any, dotted: str) -> Any:
+    """The value at a dotted key of :func:`config_differences` (``"<missing>"`` if absent)."""
+    value = config
+    for part in dotted.replace("[", ".[").split("."):
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return "<missing>"
+    return value
 
 
 def _display_ranges(images: np.ndarray, max_images: int = 256) -> list[tuple[float, float]]:
@@ -392,15 +547,20 @@ def sample_images(G: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
 
 # --- using a trained generator -----------------------------------------------------------------
 
-def load_generator(checkpoint_path: str | os.PathLike, *,
-                   device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The generator of a :func:`train_gan` checkpoint, in eval mode, and the run's config."""
+def load_generator(checkpoint_path: str | os.PathLike, *, device: str = "cpu",
+                   ema: bool = True) -> tuple[torch.nn.Module, dict]:
+    """The generator of a :func:`train_gan` checkpoint, in eval mode, and the run's config.
+
+    With ``ema`` (default) the EMA generator is returned when the run kept one
+    (``schedule.ema_decay``), else the trained generator.
+    """
     ckpt = load_checkpoint(checkpoint_path)
     config = ckpt["config"]
     try:
         G = build_generator(config["architecture"], channels=len(config["channels"]),
                             resolution=config["resolution"])
-        G.load_state_dict(ckpt["generator"])
+        weights = ckpt.get("generator_ema") if ema else None
+        G.load_state_dict(weights if weights is not None else ckpt["generator"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise InputError(checkpoint_path, f"not a medgan GAN checkpoint ({err})") from err
     return G.to(resolve_device(device)).eval(), config

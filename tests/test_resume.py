@@ -1,0 +1,213 @@
+"""Resumable training: exact resume after a kill, SIGTERM checkpoints, config checks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from medgan.checkpoint import EXIT_INTERRUPTED, load_checkpoint
+from medgan.errors import InputError
+from medgan.prepared import PreparedDatasetWriter
+from medgan.train import train_gan
+
+ARGS = {"channels": None, "resolution": 16, "seed": 3, "device": "cpu", "threads": 1,
+        "progress": False,
+        "architecture": {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},
+        # DRAGAN draws from torch's global RNG, g_steps > 1 and the EMA: all must resume exactly
+        "loss": {"name": "dragan", "g_steps": 2},
+        "optimizer": {"name": "adam", "lr": 1e-3, "lr_d": 4e-4, "betas": [0.0, 0.99]}}
+SCHEDULE = {"steps": 7, "batch_size": 4, "log_every": 2, "sample_every": 0,
+            "ema_decay": 0.9}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "prepared"
+    rng = np.random.default_rng(0)
+    # 10 images, batch 4: epochs of 2 batches, so the sampler's position matters on resume
+    images = rng.normal(size=(10, 1, 16, 16)).astype(np.float32)
+    with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
+        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(10)])
+    return path
+
+
+def _train(data, out, **kw):
+    return train_gan(data, out, **{**ARGS, "schedule": SCHEDULE, **kw})
+
+
+def _tensors(obj, prefix=""):
+    """Every tensor of a nested checkpoint dict, by dotted key."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list | tuple):
+        items = enumerate(obj)
+    else:
+        return {}
+    out = {}
+    for k, v in items:
+        out.update(_tensors(v, f"{prefix}.{k}"))
+    return out
+
+
+def _assert_same_state(a_dir, b_dir):
+    a, b = load_checkpoint(a_dir / "checkpoint.pt"), load_checkpoint(b_dir / "checkpoint.pt")
+    assert a["step"] == b["step"]
+    keys = ("generator", "discriminator", "generator_ema", "g_optimizer", "d_optimizer")
+    ta, tb = _tensors({k: a[k] for k in keys}), _tensors({k: b[k] for k in keys})
+    assert ta.keys() == tb.keys() and len(ta) > 20
+    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not differ, f"tensors differ after resume: {differ[:5]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    _train(data, out)
+    return out
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def test_resume_after_a_kill_is_exact(data, uninterrupted, tmp_path, monkeypatch):
+    import medgan.train
+
+    out = tmp_path / "killed"
+    real_step, calls = medgan.train.train_step, []
+
+    def dying_step(*args, **kw):
+        calls.append(1)
+        if len(calls) == 6:  # checkpoints at steps 3 and 6 (not reached): killed in step 6
+            raise Killed
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(medgan.train, "train_step", dying_step)
+    with pytest.raises(Killed):
+        _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    monkeypatch.setattr(medgan.train, "train_step", real_step)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    assert not (out / "stats.jsonl").exists() and not (out / "run.json").exists()
+    logged = [json.loads(r)["step"] for r in (out / "stats.jsonl.partial").read_text().splitlines()]
+    assert logged == [2, 4]  # step 4 was logged after the checkpoint of step 3
+
+    run = _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    assert run["resumed_from_step"] == 3
+    _assert_same_state(uninterrupted, out)
+    rows = [json.loads(r) for r in (out / "stats.jsonl").read_text().splitlines()]
+    whole = [json.loads(r) for r in (uninterrupted / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 7]
+    for r, w in zip(rows, whole, strict=True):  # the log's sums were checkpointed too
+        assert r["d_loss"] == w["d_loss"] and r["g_loss"] == w["g_loss"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "run.json", "samples.png", "stats.jsonl"]
+
+
+def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_path,
+                                                      monkeypatch):
+    import shutil
+
+    import medgan.train
+
+    out, state = tmp_path / "out", tmp_path / "out.resume"
+    real_step, calls = medgan.train.train_step, []
+
+    def dying_step(*args, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise Killed
+        return real_step(*args, **kw)
+
+    schedule = {**SCHEDULE, "checkpoint_every": 2}
+    monkeypatch.setattr(medgan.train, "train_step", dying_step)
+    with pytest.raises(Killed):
+        _train(data, out, schedule=schedule, resume_dir=state)
+    monkeypatch.setattr(medgan.train, "train_step", real_step)
+    assert load_checkpoint(state / "checkpoint.pt")["step"] == 4
+    shutil.rmtree(out)  # what Snakemake does to a failed job's outputs
+    run = _train(data, out, schedule=schedule, resume_dir=state)
+    assert run["resumed_from_step"] == 4 and not state.exists()
+    _assert_same_state(uninterrupted, out)
+    assert [json.loads(r)["step"] for r in (out / "stats.jsonl").read_text().splitlines()] == [
+        2, 4, 6, 7]
+
+
+def test_more_steps_continue_a_finished_run(data, uninterrupted, tmp_path):
+    out = tmp_path / "short"
+    _train(data, out, schedule={**SCHEDULE, "steps": 4})
+    run = _train(data, out)
+    assert run["resumed_from_step"] == 4
+    _assert_same_state(uninterrupted, out)
+
+
+def test_a_different_config_is_refused(data, uninterrupted, tmp_path):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(uninterrupted, out)
+    with pytest.raises(InputError, match=r"checkpoint\.pt: .*loss\.gp_lambda") as err:
+        _train(data, out, loss={**ARGS["loss"], "gp_lambda": 5.0})
+    assert str(out / "checkpoint.pt") in str(err.value)
+    with pytest.raises(InputError, match=r"optimizer\.lr_g"):
+        _train(data, out, optimizer={**ARGS["optimizer"], "lr_g": 1e-4})
+    with pytest.raises(InputError, match="beyond schedule steps"):
+        _train(data, out, schedule={**SCHEDULE, "steps": 5})
+    run = _train(data, out, loss={**ARGS["loss"], "gp_lambda": 5.0},
+                 schedule={**SCHEDULE, "steps": 2}, resume=False)
+    assert run["resumed_from_step"] == 0
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    import medgan.train
+    step = medgan.train.train_step
+
+    def slow_step(*a, **kw):  # slow enough to be caught mid-run; the numbers are unchanged
+        step(*a, **kw)
+        time.sleep(0.05)
+
+    medgan.train.train_step = slow_step
+    args = json.loads(sys.argv[1])
+    medgan.train.train_gan(args.pop("data"), args.pop("out"), **args)
+""")
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_completes(data, tmp_path):
+    steps = 60
+    schedule = {**SCHEDULE, "steps": steps, "log_every": 1}
+    out = tmp_path / "slurm"
+    args = {**ARGS, "schedule": schedule, "data": str(data), "out": str(out)}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(args)],
+                            stderr=subprocess.PIPE, text=True)
+    partial = out / "stats.jsonl.partial"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    step = load_checkpoint(out / "checkpoint.pt")["step"]
+    logged = [json.loads(r)["step"] for r in partial.read_text().splitlines()]
+    assert 2 <= step < steps and logged[-1] == step  # stopped right after the step it was in
+    assert not (out / "run.json").exists() and not (out / "stats.jsonl").exists()
+
+    run = _train(data, out, schedule=schedule)
+    assert run["resumed_from_step"] == step
+    rows = [json.loads(r)["step"] for r in (out / "stats.jsonl").read_text().splitlines()]
+    assert rows == list(range(1, steps + 1))
+    whole = tmp_path / "whole"
+    _train(data, whole, schedule=schedule)
+    _assert_same_state(whole, out)
