@@ -142,3 +142,11 @@ def test_an_empty_architecture_defaults_to_hans_dcgan(default_config):
     validate(cfg, SCHEMA, set_default=True)
     arch = cfg["models"]["han_dcgan_t1"]["architecture"]
     assert arch["name"] == "dcgan" and arch["width"] == 64 and arch["kernel_size"] == 4
+
+
+def test_loss_keys_depend_on_the_loss(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_dcgan_t1"]["loss"] = {"name": "wgan_gp", "gp_lambda": 10, "drift": 0.001}
+    validate(cfg, SCHEMA)
+    cfg["models"]["han_dcgan_t1"]["loss"]["clip"] = 0.01  # a wgan-only key
+    assert "clip" in _errmsg(cfg)

@@ -43,7 +43,7 @@ def test_ruff_is_clean():
 
 
 def test_dry_run_of_the_default_config_plans_the_han_study():
-    proc = run(["snakemake", "-n", "--cores", "2"])
+    proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2"])
     out = proc.stdout + proc.stderr
     table = {
         line.split()[0]: int(line.split()[1])
@@ -56,6 +56,7 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
     assert table["phantoms"] == 4
     assert table["real_grid"] == 4
     assert table["dataset_preview"] == 5
+    assert table["synthetic_images"] == 12
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
@@ -147,6 +148,13 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
 
         ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
         assert ckpt["step"] == 3
+        synthetic = work / "results" / "synthetic" / m
+        manifest = pd.read_csv(synthetic / "manifest.tsv", sep="\t")
+        assert len(manifest) == 4
+        assert len(list((synthetic / "nifti").glob("*.nii.gz"))) == 4 * (
+            1 if m.endswith("t1") else 4
+        )
+        assert not (work / "results" / "resume" / m).exists()  # interim checkpoints cleaned up
 
 
 def test_tiny_workflow_is_complete_after_one_run(tiny_run):

@@ -72,6 +72,12 @@ def study_targets(study):
     return out
 
 
+def synthetic_targets():
+    if config["synthetic"]["n"] == 0:
+        return []
+    return [f"results/synthetic/{m}" for m in MODELS]
+
+
 def all_targets():
     previews = [f"results/data/{name}/preview.png" for name in DATASETS]
     previews += [
@@ -79,4 +85,5 @@ def all_targets():
         for name, ds in DATASETS.items()
         if ds["kind"] == "fundus"
     ]
-    return previews + [t for study in STUDIES for t in study_targets(study)]
+    studies = [t for study in STUDIES for t in study_targets(study)]
+    return previews + studies + synthetic_targets()

@@ -25,5 +25,24 @@ rule train_gan:
     params:
         model=lambda wc: MODELS[wc.model],
         data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
+        # Interim checkpoints (schedule.checkpoint_every) live outside the declared outputs,
+        # which Snakemake deletes before re-running a failed job; the next run resumes there.
+        resume_dir=lambda wc: f"results/resume/{wc.model}",
     script:
         "../scripts/train_gan.py"
+
+
+rule synthetic_images:
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+    output:
+        directory("results/synthetic/{model}"),
+    log:
+        "logs/synthetic/{model}.log",
+    conda:
+        MEDGAN_ENV
+    threads: 1
+    params:
+        synthetic=config["synthetic"],
+    script:
+        "../scripts/write_synthetic.py"

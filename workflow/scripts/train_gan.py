@@ -16,5 +16,6 @@ train_gan(
     schedule=m["schedule"],
     seed=m["seed"],
     threads=snakemake.threads,
+    resume_dir=snakemake.params.resume_dir,
     provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
 )

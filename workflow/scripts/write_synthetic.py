@@ -1,0 +1,14 @@
+from medgan.generate import write_synthetic
+from medgan.runlog import log_to
+
+log_to(snakemake.log[0])
+s = snakemake.params.synthetic
+write_synthetic(
+    snakemake.input.checkpoint,
+    snakemake.output[0],
+    n=s["n"],
+    seed=s["seed"],
+    formats=tuple(s["formats"]),
+    nifti_layout=s["nifti_layout"],
+    png_dtype=s["png_dtype"],
+)
