@@ -15,11 +15,19 @@ A run directory holds (each file written atomically; ``run.json`` last):
   steps (0: only at the end), on SIGTERM, and at the end;
 * ``stats.jsonl``: one JSON object per logged step: ``step``, ``d_loss``, ``g_loss``, the loss's
   own statistics (``d_real``, ``d_fake``, ``wasserstein``), ``images_per_s`` (real images shown
-  to D per second), ``s_per_step`` (seconds per generator step), ``elapsed_s``;
+  to D per second), ``s_per_step`` (seconds per generator step), ``elapsed_s``; progressive
+  (``pggan``) runs add the stage of the logged step: ``level``, ``alpha``, ``resolution``,
+  ``batch_size``;
 * ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
 * ``run.json``: config, provenance, seed, versions, device and timing.
 
 While training, the log is ``stats.jsonl.partial``, renamed to ``stats.jsonl`` at the end.
+
+Progressive growing: with architecture ``pggan`` the schedule takes ``steps_per_phase``,
+``batch_sizes``, ``start_resolution`` and ``reset_optimizer_per_level`` instead of ``batch_size``,
+and every step trains the stage (level, fade alpha, batch size) that its step number gives; see
+:mod:`medgan.progressive`. The final stage is the full resolution, so the samples, checkpoint and
+generated images are full size.
 
 Resuming: if ``out_dir`` holds a ``checkpoint.pt`` (and ``resume=True``, the default) whose config
 equals the current one (``schedule`` keys ``steps``, ``log_every``, ``sample_every`` and
@@ -70,6 +78,14 @@ from medgan.losses import build_loss
 from medgan.models import build_discriminator, build_generator, resolved_config
 from medgan.plotting import display_range, save_image_grid
 from medgan.prepared import load_prepared
+from medgan.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
+from medgan.progressive import (
+    PROGRESSIVE_DEFAULTS,
+    ProgressiveSchedule,
+    real_batch,
+    resolve_progressive_schedule,
+    stage_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +114,32 @@ def _positive_int(value: Any, what: str, *, minimum: int = 1) -> int:
     return value
 
 
-def resolve_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
-    """``schedule`` with defaults filled in; unknown keys or bad values -> ``ValueError``."""
-    unknown = [k for k in schedule if k not in SCHEDULE_DEFAULTS]
+def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = None,
+                     resolution: int | None = None) -> dict[str, Any]:
+    """``schedule`` with defaults filled in; unknown keys or bad values -> ``ValueError``.
+
+    For ``architecture="pggan"`` (which needs ``resolution``) the progressive keys of
+    :mod:`medgan.progressive` apply instead of ``batch_size``; other architectures refuse them.
+    """
+    progressive = architecture == ARCHITECTURE_PROGRESSIVE
+    misplaced = [k for k in schedule if k in PROGRESSIVE_DEFAULTS]
+    if misplaced and not progressive:
+        raise ValueError(f"schedule key(s) {misplaced} apply only to architecture pggan, "
+                         f"not {architecture!r}")
+    known = {**SCHEDULE_DEFAULTS, **PROGRESSIVE_DEFAULTS} if progressive else SCHEDULE_DEFAULTS
+    unknown = [k for k in schedule if k not in known]
     if unknown:
-        raise ValueError(f"unknown schedule key(s) {unknown}; known: {sorted(SCHEDULE_DEFAULTS)}")
+        raise ValueError(f"unknown schedule key(s) {unknown}; known: {sorted(known)}")
     cfg = {**SCHEDULE_DEFAULTS, **schedule}
+    if progressive:
+        if resolution is None:
+            raise ValueError("a pggan schedule needs the target resolution")
+        _positive_int(schedule.get("steps_per_phase", 1), "schedule steps_per_phase")
+        _positive_int(schedule.get("start_resolution", 4), "schedule start_resolution", minimum=4)
+        cfg = resolve_progressive_schedule(cfg, schedule, resolution)
+    else:
+        _positive_int(cfg["batch_size"], "schedule batch_size")
     _positive_int(cfg["steps"], "schedule steps")
-    _positive_int(cfg["batch_size"], "schedule batch_size")
     _positive_int(cfg["log_every"], "schedule log_every")
     _positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
     _positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",
@@ -182,12 +216,14 @@ class EpochSampler:
         self.perm: torch.Tensor | None = None
         self.pos = 0
 
-    def next(self) -> torch.Tensor:
-        if self.perm is None or self.pos + self.batch_size > self.n:
+    def next(self, batch_size: int | None = None) -> torch.Tensor:
+        """The next batch of indices; ``batch_size`` (capped at ``n``) overrides the default."""
+        size = self.batch_size if batch_size is None else min(batch_size, self.n)
+        if self.perm is None or self.pos + size > self.n:
             self.perm = torch.randperm(self.n, generator=self.generator)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
+        idx = self.perm[self.pos:self.pos + size]
+        self.pos += size
         return idx
 
     def state_dict(self) -> dict[str, Any]:
@@ -339,8 +375,10 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         torch.set_num_threads(_positive_int(threads, "threads"))
     dev = resolve_device(device)
 
-    schedule = resolve_schedule(schedule)
     arch_cfg = resolved_config(architecture)
+    schedule = resolve_schedule(schedule, architecture=arch_cfg["name"], resolution=resolution)
+    progressive = (ProgressiveSchedule(schedule, resolution)
+                   if arch_cfg["name"] == ARCHITECTURE_PROGRESSIVE else None)
     loss_obj = build_loss(loss)
     opt_cfg = resolve_optimizer(optimizer)
 
@@ -366,9 +404,10 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
     fixed_z = torch.randn(N_SAMPLES, G.latent_dim,
                           generator=torch.Generator().manual_seed(fixed_seed)).to(dev)
-    sampler = EpochSampler(n_images, schedule["batch_size"], data_gen)
+    sampler = EpochSampler(n_images, progressive.max_batch_size() if progressive
+                           else schedule["batch_size"], data_gen)
     read_batch = _batch_reader(data.images, dev)
-    batch = sampler.batch_size
+    batch, stage = sampler.batch_size, None  # progressive runs: per step
     stats = StatsAccumulator()
     generators = {"data": data_gen, "noise": noise_gen}
 
@@ -384,6 +423,10 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     def noise() -> torch.Tensor:
         return torch.randn(batch, G.latent_dim, device=dev, generator=noise_gen)
+
+    def next_real() -> torch.Tensor:
+        images = read_batch(sampler.next(batch))
+        return images if stage is None else real_batch(images, stage)
 
     def training_state(step: int) -> dict[str, Any]:
         return {
@@ -428,24 +471,32 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     last_row: dict[str, Any] = json.loads(rows[-1]) if rows else {}
     t_train = time.perf_counter()
     t_interval, overhead, steps_in_interval = t_train, 0.0, 0
+    images_in_interval = images_trained = 0
 
     bar = tqdm(total=steps, initial=start_step, desc=f"train {out_dir.name}", unit="step",
                disable=not progress, mininterval=1.0)
     with sigterm_requested() as sigterm, open(partial_path, "a") as stats_fh:
         for step in range(start_step + 1, steps + 1):
-            train_step(G, D, loss_obj, opt_g, opt_d, lambda: read_batch(sampler.next()), noise,
-                       stats)
+            if progressive:
+                stage = progressive.enter(step, [G, D, *([ema.model] if ema else [])],
+                                          [opt_g, opt_d])
+                stage = stage._replace(batch_size=min(stage.batch_size, n_images))
+                batch = stage.batch_size
+            train_step(G, D, loss_obj, opt_g, opt_d, next_real, noise, stats)
             if ema:
                 ema.update(G)
             steps_in_interval += 1
+            images_in_interval += n_critic * batch
+            images_trained += n_critic * batch
             bar.update(1)
 
             if step % schedule["log_every"] == 0 or step == steps:
                 means = stats.means()  # the only host sync of the loop
                 now = time.perf_counter()
                 dt = max(now - t_interval - overhead, 1e-9)
-                last_row = {"step": step, **means,
-                            "images_per_s": steps_in_interval * n_critic * batch / dt,
+                last_row = {"step": step, **(stage_log(stage) if stage is not None else {}),
+                            **means,
+                            "images_per_s": images_in_interval / dt,
                             "s_per_step": dt / steps_in_interval,
                             "elapsed_s": now - t_train}
                 if not all(np.isfinite(v) for v in last_row.values()):
@@ -456,6 +507,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 log.info("%s", last_row)
                 bar.set_postfix(d=f"{last_row['d_loss']:.3g}", g=f"{last_row['g_loss']:.3g}")
                 t_interval, overhead, steps_in_interval = time.perf_counter(), 0.0, 0
+                images_in_interval = 0
 
             every = schedule["checkpoint_every"]
             if step != steps and (sigterm["stop"] or (every and step % every == 0)):
@@ -492,7 +544,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "threads": torch.get_num_threads(),
         "timing": {"total_s": time.perf_counter() - t_start, "train_s": train_s,
                    "s_per_step": train_s / max(trained, 1),
-                   "images_per_s": trained * n_critic * batch / max(train_s, 1e-9)},
+                   "images_per_s": images_trained / max(train_s, 1e-9)},
         "resumed_from_step": start_step,
         "final": last_row,
         "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "run.json"],
@@ -581,8 +633,8 @@ def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0
     _positive_int(batch_size, "batch_size")
     G, config = load_generator(checkpoint_path, device=device)
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    out = np.empty((n, len(config["channels"]), config["resolution"], config["resolution"]),
-                   dtype=np.float32)
+    res = getattr(G, "current_resolution", config["resolution"])  # pggan: its saved stage
+    out = np.empty((n, len(config["channels"]), res, res), dtype=np.float32)
     dev = next(G.parameters()).device
     for i in range(0, n, batch_size):
         out[i:i + batch_size] = G(z[i:i + batch_size].to(dev)).float().cpu().numpy()
