@@ -38,8 +38,8 @@ def test_defaults_are_filled_in(default_config):
     cfg = copy.deepcopy(default_config)
     del cfg["models"]["han_dcgan_t1"]["schedule"]
     validate(cfg, SCHEMA, set_default=True)
-    assert cfg["models"]["han_dcgan_t1"]["schedule"]["batch_size"] == 64
-    assert cfg["models"]["han_dcgan_t1"]["schedule"]["steps"] == 1000
+    assert cfg["models"]["han_dcgan_t1"]["schedule"]["log_every"] == 10
+    assert cfg["models"]["han_dcgan_t1"]["schedule"]["checkpoint_every"] == 0
 
 
 def _errmsg(cfg) -> str:
@@ -150,3 +150,20 @@ def test_loss_keys_depend_on_the_loss(default_config):
     validate(cfg, SCHEMA)
     cfg["models"]["han_dcgan_t1"]["loss"]["clip"] = 0.01  # a wgan-only key
     assert "clip" in _errmsg(cfg)
+
+
+def test_pggan_schedule_keys(default_config):
+    cfg = copy.deepcopy(default_config)
+    model = cfg["models"]["han_dcgan_t1"]
+    model["architecture"] = {"name": "pggan", "latent_dim": 16, "filters": {"default": 8}}
+    model["schedule"] = {"steps_per_phase": 2, "batch_sizes": {"default": 4}}
+    model["loss"] = {"name": "wgan_gp", "n_critic": 1}
+    validate(cfg, SCHEMA, set_default=True)
+    check_config(cfg)
+    model["schedule"]["batch_size"] = 8
+    with pytest.raises(ConfigError, match=r"schedule\.batch_size"):
+        check_config(cfg)
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["han_dcgan_t1"]["schedule"]["steps_per_phase"] = 2
+    with pytest.raises(ConfigError, match=r"schedule\.steps_per_phase: only for the pggan"):
+        check_config(cfg)

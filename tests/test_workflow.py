@@ -139,6 +139,8 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
     assert (data / "preview.png").is_file()
     meta = pd.read_csv(data / "meta.tsv", sep="\t")
     assert len(meta) == images.shape[0]
+    pggan = pd.read_json(work / "results" / "models" / "tiny_pggan_t2" / "stats.jsonl", lines=True)
+    assert list(pggan["resolution"]) == [4, 8, 8, 16, 16]  # grown progressively from 4 px
     for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
         d = work / "results" / "models" / m
         assert {"checkpoint.pt", "stats.jsonl", "samples.png", "run.json"} <= {

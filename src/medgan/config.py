@@ -20,6 +20,12 @@ FIXED_CHANNELS = {
     "fundus": ["R", "G", "B", "vessels"],
 }
 LABEL_CHANNELS = ["edema", "necrosis", "enhancing"]
+PGGAN_SCHEDULE_KEYS = (
+    "steps_per_phase",
+    "batch_sizes",
+    "start_resolution",
+    "reset_optimizer_per_level",
+)
 DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
 
 
@@ -88,6 +94,16 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"models.{name}.resolution: {model['resolution']} differs from the "
                 f"resolution of dataset {ds_name} ({res})"
+            )
+        arch = model.get("architecture", {}).get("name", "dcgan")
+        for key in PGGAN_SCHEDULE_KEYS:
+            if arch != "pggan" and key in model.get("schedule", {}):
+                raise ConfigError(
+                    f"models.{name}.schedule.{key}: only for the pggan architecture, not {arch}"
+                )
+        if arch == "pggan" and "batch_size" in model.get("schedule", {}):
+            raise ConfigError(
+                f"models.{name}.schedule.batch_size: pggan takes batch_sizes (per resolution)"
             )
     for name, study in config.get("studies", {}).items():
         if study["real_dataset"] not in datasets:
