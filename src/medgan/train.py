@@ -19,6 +19,7 @@ A run directory holds (each file written atomically; ``run.json`` last):
   (``pggan``) runs add the stage of the logged step: ``level``, ``alpha``, ``resolution``,
   ``batch_size``;
 * ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
+* ``losses.png``: the loss curves of ``stats.jsonl`` (written at the end);
 * ``run.json``: config, provenance, seed, versions, device and timing.
 
 While training, the log is ``stats.jsonl.partial``, renamed to ``stats.jsonl`` at the end.
@@ -35,6 +36,13 @@ equals the current one (``schedule`` keys ``steps``, ``log_every``, ``sample_eve
 log's rows up to that step kept. On CPU with the same thread count the resumed run's weights equal
 an uninterrupted run's bit for bit. SIGTERM makes the loop finish the current step, write a
 checkpoint and raise :class:`~medgan.checkpoint.TrainingInterrupted` (exit status 75).
+
+Latents: ``schedule.latent_distribution`` ``"normal"`` (default, N(0, 1)) or ``"uniform"``
+(U(-1, 1), Delplace) is used for every latent the trainer draws (training and sample latents) and,
+recorded in the checkpoint's config, by :func:`generate_images` (see :func:`draw_latents`).
+
+Speed: ``performance`` switches (bf16 autocast, channels-last, TF32, cuDNN benchmark,
+``torch.compile``) act on CUDA only; see :mod:`medgan.accel`.
 
 Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, through
 :class:`numpy.random.SeedSequence`, three independent ``torch.Generator`` streams: data order,
@@ -61,7 +69,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medgan import __version__
+from medgan import __version__, accel
 from medgan.atomic import write_json, write_text
 from medgan.checkpoint import (
     TrainingInterrupted,
@@ -76,7 +84,7 @@ from medgan.checkpoint import (
 from medgan.errors import InputError
 from medgan.losses import build_loss
 from medgan.models import build_discriminator, build_generator, resolved_config
-from medgan.plotting import display_range, save_image_grid
+from medgan.plotting import display_range, plot_loss_curves, save_image_grid
 from medgan.prepared import load_prepared
 from medgan.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
 from medgan.progressive import (
@@ -91,7 +99,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every": 10,
                                      "sample_every": 100, "checkpoint_every": 0,
-                                     "ema_decay": None}
+                                     "ema_decay": None, "latent_distribution": "normal"}
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
     "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
@@ -99,8 +107,11 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
 # per-model learning rates overriding ``lr``; recorded only when given
 OPTIMIZER_OPTIONAL = ("lr_g", "lr_d")
 # schedule keys a resumed run may change: they do not change the weights
-RESUMABLE_CHANGES = frozenset(f"schedule.{k}" for k in ("steps", "log_every", "sample_every",
-                                                         "checkpoint_every"))
+# (and ``performance``: speed switches, no-ops on CPU)
+RESUMABLE_CHANGES = frozenset([*(f"schedule.{k}" for k in ("steps", "log_every", "sample_every",
+                                                            "checkpoint_every")),
+                               "performance"])
+LATENT_DISTRIBUTIONS = ("normal", "uniform")  # N(0, 1); U(-1, 1) (Delplace)
 N_SAMPLES = 16  # images in samples.png
 PRELOAD_BYTES = 1 << 30  # datasets up to this size are copied to the device once
 CHECKPOINT_FORMAT = "medgan.gan/1"
@@ -140,6 +151,9 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     else:
         _positive_int(cfg["batch_size"], "schedule batch_size")
     _positive_int(cfg["steps"], "schedule steps")
+    if cfg["latent_distribution"] not in LATENT_DISTRIBUTIONS:
+        raise ValueError(f"schedule latent_distribution must be one of {list(LATENT_DISTRIBUTIONS)}"
+                         f", got {cfg['latent_distribution']!r}")
     _positive_int(cfg["log_every"], "schedule log_every")
     _positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
     _positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",
@@ -193,6 +207,19 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], *
     if cfg["name"] == "adam":
         return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
     return torch.optim.RMSprop(params, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"])
+
+
+def draw_latents(n: int, latent_dim: int, *, distribution: str = "normal",
+                 generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """``n`` latents: ``"normal"`` N(0, 1) or ``"uniform"`` U(-1, 1) (Delplace), drawn from
+    ``generator`` (on ``device``, which must match the generator's)."""
+    if distribution == "normal":
+        return torch.randn(n, latent_dim, generator=generator, device=device)
+    if distribution == "uniform":
+        return torch.rand(n, latent_dim, generator=generator, device=device) * 2.0 - 1.0
+    raise ValueError(f"latent distribution must be one of {list(LATENT_DISTRIBUTIONS)}, "
+                     f"got {distribution!r}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -316,21 +343,27 @@ class GeneratorEMA:
 
 def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, next_real: Callable[[], torch.Tensor],
-               next_z: Callable[[], torch.Tensor], stats: StatsAccumulator) -> None:
+               next_z: Callable[[], torch.Tensor], stats: StatsAccumulator, *,
+               autocast_d: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               autocast_g: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               ) -> None:
     """One training step: ``loss.n_critic`` discriminator steps, then ``loss.g_steps``
     generator steps.
 
     Each discriminator step uses a fresh real batch and fresh latents, and is followed by the
     loss's ``after_d_step`` hook; each generator step uses fresh latents. Losses and loss
-    statistics are added to ``stats`` (no host sync).
+    statistics are added to ``stats`` (no host sync). ``autocast_d`` / ``autocast_g`` give the
+    context (e.g. :func:`medgan.accel.autocast`) around the forward passes and loss of the
+    discriminator / generator steps; backward runs outside it.
     """
     G.train()
     D.train()
     for _ in range(loss.n_critic):
         real = next_real()
-        with torch.no_grad():
-            fake = G(next_z())
-        d_loss, d_stats = loss.d_loss(D, real, fake)
+        with autocast_d():
+            with torch.no_grad():
+                fake = G(next_z())
+            d_loss, d_stats = loss.d_loss(D, real, fake)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -340,7 +373,8 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
     D.requires_grad_(False)  # no parameter gradients for D in the generator step
     try:
         for _ in range(getattr(loss, "g_steps", 1)):
-            g_loss, g_stats = loss.g_loss(D, G(next_z()))
+            with autocast_g():
+                g_loss, g_stats = loss.g_loss(D, G(next_z()))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
@@ -354,7 +388,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               optimizer: dict, schedule: dict, seed: int, device: str = "auto",
               threads: int | None = None, provenance: dict | None = None,
               progress: bool = True, resume: bool = True,
-              resume_dir: str | os.PathLike | None = None) -> dict:
+              resume_dir: str | os.PathLike | None = None,
+              performance: dict | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -365,7 +400,9 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     ``False`` starts afresh and overwrites it. ``resume_dir`` (default ``out_dir``) holds the
     interim checkpoints and the partial log instead, and is emptied at the end: a directory that
     a workflow manager does not delete before retrying a job (Snakemake removes a job's declared
-    outputs). Returns the ``run.json`` content. On SIGTERM raises
+    outputs). ``performance``: CUDA speed switches of :mod:`medgan.accel` (no-ops on CPU;
+    recorded in the config, but a resumed run may change them). Returns the ``run.json``
+    content. On SIGTERM raises
     :class:`~medgan.checkpoint.TrainingInterrupted` after writing a checkpoint.
     """
     t_start = time.perf_counter()
@@ -381,6 +418,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                    if arch_cfg["name"] == ARCHITECTURE_PROGRESSIVE else None)
     loss_obj = build_loss(loss)
     opt_cfg = resolve_optimizer(optimizer)
+    perf = accel.resolve_performance(performance)
+    accel.configure_backends(perf, dev)
 
     data = _load_training_data(data_dir, channels, resolution)
     names = list(data.info["channels"])
@@ -397,13 +436,15 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     data_seed, noise_seed, fixed_seed = _seeds(seed, 3)
     G = build_generator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
     D = build_discriminator(arch_cfg, channels=len(names), resolution=resolution).to(dev)
+    G_train, D_train = accel.prepare_module(G, perf, dev), accel.prepare_module(D, perf, dev)
     ema = GeneratorEMA(G, schedule["ema_decay"]) if schedule["ema_decay"] else None
     opt_g = build_optimizer(G.parameters(), opt_cfg, model="g")
     opt_d = build_optimizer(D.parameters(), opt_cfg, model="d")
     data_gen = torch.Generator().manual_seed(data_seed)
     noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
-    fixed_z = torch.randn(N_SAMPLES, G.latent_dim,
-                          generator=torch.Generator().manual_seed(fixed_seed)).to(dev)
+    latent_distribution = schedule["latent_distribution"]
+    fixed_z = draw_latents(N_SAMPLES, G.latent_dim, distribution=latent_distribution,
+                           generator=torch.Generator().manual_seed(fixed_seed)).to(dev)
     sampler = EpochSampler(n_images, progressive.max_batch_size() if progressive
                            else schedule["batch_size"], data_gen)
     read_batch = _batch_reader(data.images, dev)
@@ -413,7 +454,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     config = {"architecture": arch_cfg, "loss": loss_obj.config, "optimizer": opt_cfg,
               "schedule": schedule, "channels": names, "resolution": resolution, "seed": seed,
-              "dataset": _dataset_summary(data_dir, data.info, n_images)}
+              "dataset": _dataset_summary(data_dir, data.info, n_images), "performance": perf}
     sample_ranges = _display_ranges(data.images)
 
     def write_samples() -> None:
@@ -422,11 +463,21 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                         ncols=8 if len(names) == 1 else 4)
 
     def noise() -> torch.Tensor:
-        return torch.randn(batch, G.latent_dim, device=dev, generator=noise_gen)
+        return draw_latents(batch, G.latent_dim, distribution=latent_distribution,
+                            generator=noise_gen, device=dev)
 
     def next_real() -> torch.Tensor:
         images = read_batch(sampler.next(batch))
-        return images if stage is None else real_batch(images, stage)
+        return accel.prepare_batch(images if stage is None else real_batch(images, stage), perf)
+
+    # a gradient penalty differentiates D's input gradient: keep that D step in float32
+    d_precision = not accel.has_gradient_penalty(loss_obj)
+
+    def autocast_d() -> contextlib.AbstractContextManager:
+        return accel.autocast(perf, dev, enabled=d_precision)
+
+    def autocast_g() -> contextlib.AbstractContextManager:
+        return accel.autocast(perf, dev)
 
     def training_state(step: int) -> dict[str, Any]:
         return {
@@ -482,7 +533,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                                           [opt_g, opt_d])
                 stage = stage._replace(batch_size=min(stage.batch_size, n_images))
                 batch = stage.batch_size
-            train_step(G, D, loss_obj, opt_g, opt_d, next_real, noise, stats)
+            train_step(G_train, D_train, loss_obj, opt_g, opt_d, next_real, noise, stats,
+                       autocast_d=autocast_d, autocast_g=autocast_g)
             if ema:
                 ema.update(G)
             steps_in_interval += 1
@@ -531,6 +583,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         save_checkpoint(final_ckpt_path, training_state(steps))
         write_samples()
     os.replace(partial_path, stats_path)
+    plot_loss_curves(stats_path, out_dir / "losses.png",
+                     title=f"{out_dir.name}: {arch_cfg['name']}, {loss_obj.config['name']}")
     if state_dir != out_dir:
         ckpt_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -547,7 +601,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                    "images_per_s": images_trained / max(train_s, 1e-9)},
         "resumed_from_step": start_step,
         "final": last_row,
-        "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "run.json"],
+        "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "losses.png", "run.json"],
     }
     write_json(out_dir / "run.json", run)
     return run
@@ -555,10 +609,15 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def _check_resumable(path: Path, ckpt: dict[str, Any], config: dict[str, Any]) -> None:
     """Refuse (``InputError`` naming ``path`` and the key) a checkpoint of another run."""
-    differ = config_differences(ckpt["config"], config, ignore=RESUMABLE_CHANGES)
+    saved = ckpt["config"]
+    if isinstance(saved, dict) and isinstance(saved.get("schedule"), dict):
+        # checkpoints from before latent_distribution existed drew normal latents
+        saved = {**saved, "schedule": {"latent_distribution": LATENT_DISTRIBUTIONS[0],
+                                       **saved["schedule"]}}
+    differ = config_differences(saved, config, ignore=RESUMABLE_CHANGES)
     if differ:
         key = differ[0]
-        old, new = _lookup(ckpt["config"], key), _lookup(config, key)
+        old, new = _lookup(saved, key), _lookup(config, key)
         raise InputError(path, f"holds a run with a different config: {key} is {old!r} there "
                                f"but {new!r} now ({len(differ)} key(s) differ: {differ[:5]}); "
                                "delete it or pass resume=False to start afresh")
@@ -618,13 +677,19 @@ def load_generator(checkpoint_path: str | os.PathLike, *, device: str = "cpu",
     return G.to(resolve_device(device)).eval(), config
 
 
+def latent_distribution(config: dict[str, Any]) -> str:
+    """The latent distribution a checkpoint's run trained with (``"normal"`` if unrecorded)."""
+    return (config.get("schedule") or {}).get("latent_distribution", "normal")
+
+
 @torch.no_grad()
 def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0,
                     batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """``n`` images (n, C, H, W) float32 from a checkpoint's generator in eval mode.
 
-    The latents are drawn at once from a generator seeded with ``seed``, so the result depends
-    on ``seed`` only, not on ``batch_size``. Eval mode uses BatchNorm's running statistics
+    The latents are drawn at once from a generator seeded with ``seed``, from the run's
+    ``schedule.latent_distribution`` (:func:`latent_distribution`), so the result depends on
+    ``seed`` only, not on ``batch_size``. Eval mode uses BatchNorm's running statistics
     (momentum 0.1, updated on every G forward in training, i.e. ``n_critic + 1`` times per
     step); on synthetic data, eval-mode samples matched train-mode (batch-statistics) samples of
     the same latents closely from the first few hundred steps on.
@@ -632,7 +697,8 @@ def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0
     _positive_int(n, "n", minimum=0)
     _positive_int(batch_size, "batch_size")
     G, config = load_generator(checkpoint_path, device=device)
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
+                     generator=torch.Generator().manual_seed(seed))
     res = getattr(G, "current_resolution", config["resolution"])  # pggan: its saved stage
     out = np.empty((n, len(config["channels"]), res, res), dtype=np.float32)
     dev = next(G.parameters()).device
