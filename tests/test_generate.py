@@ -135,3 +135,23 @@ def test_cli_missing_checkpoint(tmp_path, capsys):
 def test_cli_phantoms_unknown_kind(tmp_path, capsys):
     assert main(["phantoms", "nosuchkind", str(tmp_path / "p")]) == 2
     assert "nosuchkind" in capsys.readouterr().err
+
+
+def test_uniform_latents_are_used_for_generation(tmp_path):
+    rng = np.random.default_rng(1)
+    with PreparedDatasetWriter(tmp_path / "data", channels=["T1"], resolution=16) as w:
+        w.append(rng.normal(size=(4, 1, 16, 16)).astype(np.float32),
+                 [{"subject": "s", "slice": i} for i in range(4)])
+    train_gan(tmp_path / "data", tmp_path / "run", channels=None, resolution=16,
+              architecture={"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},
+              loss={"name": "gan"}, optimizer={"name": "adam"},
+              schedule={"steps": 1, "batch_size": 4, "sample_every": 0,
+                        "latent_distribution": "uniform"},
+              seed=0, device="cpu", threads=1, progress=False)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    write_synthetic(ckpt, tmp_path / "out", n=64, seed=2, formats=("nifti",))
+    z = np.load(tmp_path / "out" / "latents.npy")
+    assert z.min() >= -1.0 and z.max() <= 1.0 and z.min() < -0.5  # U(-1, 1), not N(0, 1)
+    assert np.abs(z).max() < 1.0 + 1e-6
+    img = nib.load(sorted((tmp_path / "out" / "nifti").iterdir())[0]).get_fdata()
+    np.testing.assert_allclose(img[:, :, 0], generate_images(ckpt, 64, seed=2)[0, 0], atol=1e-5)

@@ -52,7 +52,7 @@ from medgan.atomic import atomic_dir, write_json
 from medgan.checkpoint import load_checkpoint
 from medgan.errors import InputError
 from medgan.plotting import display_range
-from medgan.train import load_generator
+from medgan.train import draw_latents, latent_distribution, load_generator
 
 FORMATS = ("nifti", "png")
 NIFTI_LAYOUTS = ("per_channel", "multichannel")
@@ -166,7 +166,8 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
     windows = png_windows(dataset, channels)
     dtype = PNG_DTYPES[png_dtype]
     dev = next(G.parameters()).device
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
+                     generator=torch.Generator().manual_seed(seed))
     width = max(6, len(str(n - 1)))
 
     rows: list[dict[str, Any]] = []

@@ -9,6 +9,7 @@ rule train_gan:
         stats="results/models/{model}/stats.jsonl",
         samples="results/models/{model}/samples.png",
         run="results/models/{model}/run.json",
+        losses="results/models/{model}/losses.png",
     log:
         "logs/train/{model}.log",
     benchmark:

@@ -14,6 +14,7 @@ train_gan(
     loss=m["loss"],
     optimizer=m["optimizer"],
     schedule=m["schedule"],
+    performance=m["performance"],
     seed=m["seed"],
     threads=snakemake.threads,
     resume_dir=snakemake.params.resume_dir,
