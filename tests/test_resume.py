@@ -211,3 +211,33 @@ def test_sigterm_writes_a_checkpoint_and_resume_completes(data, tmp_path):
     whole = tmp_path / "whole"
     _train(data, whole, schedule=schedule)
     _assert_same_state(whole, out)
+
+
+# Kill steps drawn at random (seeded, so a failure reproduces) among those after a checkpoint.
+RANDOM_KILL_STEPS = sorted(np.random.default_rng(2026).choice(np.arange(4, 8), 2, replace=False))
+
+
+@pytest.mark.parametrize("kill_step", [int(k) for k in RANDOM_KILL_STEPS])
+def test_resume_after_a_kill_at_a_random_step_is_exact(data, uninterrupted, tmp_path,
+                                                        monkeypatch, kill_step):
+    import medgan.train
+
+    out = tmp_path / "killed"
+    real_step, calls = medgan.train.train_step, []
+
+    def dying_step(*args, **kw):
+        calls.append(1)
+        if len(calls) == kill_step:
+            raise Killed
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(medgan.train, "train_step", dying_step)
+    with pytest.raises(Killed):
+        _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    monkeypatch.setattr(medgan.train, "train_step", real_step)
+    last_checkpoint = 3 * ((kill_step - 1) // 3)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == last_checkpoint
+    run = _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    assert run["resumed_from_step"] == last_checkpoint
+    _assert_same_state(uninterrupted, out)
+    assert len((out / "stats.jsonl").read_text().splitlines()) == 4

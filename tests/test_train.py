@@ -236,3 +236,17 @@ def test_bad_schedule_values(schedule, match):
 
     with pytest.raises(ValueError, match=match):
         resolve_schedule(schedule)
+
+
+def test_stats_log_gradient_norms(tmp_path):
+    rng = np.random.default_rng(0)
+    with PreparedDatasetWriter(tmp_path / "data", channels=["T1"], resolution=16) as w:
+        w.append(rng.normal(size=(4, 1, 16, 16)).astype(np.float32),
+                 [{"subject": "s", "slice": i} for i in range(4)])
+    train_gan(tmp_path / "data", tmp_path / "run", channels=None, resolution=16,
+              architecture={"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},
+              loss={"name": "gan"}, optimizer={"name": "adam"},
+              schedule={"steps": 2, "batch_size": 4, "log_every": 1, "sample_every": 0},
+              seed=0, device="cpu", threads=1, progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert all(r["d_grad_norm"] > 0 and r["g_grad_norm"] > 0 for r in rows)
