@@ -10,8 +10,10 @@
 * :func:`vessel_auc`: ROC AUC inside the field of view (scikit-learn);
 * :func:`save_vessel_unet` / :func:`load_vessel_unet`: a plain-dict checkpoint
   (:mod:`medgan.checkpoint`) with the U-net config, patch size and preprocessing settings;
-* :func:`train_vessel_unet_on_folder` (the workflow's entry point) and
-  :func:`crossval_vessel_auc` (per-image AUC of k-fold cross-validation, for the benchmark).
+* :func:`train_vessel_segmenter` (the workflow's entry point: train on the labelled photos
+  minus a held-out share, write the held-out AUC), :func:`train_vessel_unet_on_folder` (train
+  on every labelled photo) and :func:`crossval_vessel_auc` (per-image AUC of k-fold
+  cross-validation, for the benchmark).
 """
 
 from __future__ import annotations
