@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -94,6 +95,7 @@ from medgan.progressive import (
     resolve_progressive_schedule,
     stage_log,
 )
+from medgan.split import split_indices
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +262,20 @@ class EpochSampler:
         self.perm, self.pos = state["perm"], int(state["pos"])
 
 
-def _batch_reader(images: np.ndarray, device: torch.device) -> Callable[[torch.Tensor],
-                                                                        torch.Tensor]:
-    """Index -> batch on ``device``: from a device copy of small datasets, else from the memmap."""
-    if images.nbytes <= PRELOAD_BYTES:
-        data = torch.from_numpy(np.array(images, dtype=np.float32)).to(device)
+def _batch_reader(images: np.ndarray, device: torch.device, rows: np.ndarray | None = None
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Index -> batch on ``device``: from a device copy of small datasets, else from the memmap.
+
+    ``rows``: the dataset rows that index ``i`` refers to (the training split); None: all.
+    """
+    n_rows = images.shape[0] if rows is None else len(rows)
+    if images[:1].nbytes * n_rows <= PRELOAD_BYTES:
+        subset = images if rows is None else images[rows]
+        data = torch.from_numpy(np.array(subset, dtype=np.float32)).to(device)
         return lambda idx: data[idx.to(device)]
-    return lambda idx: torch.from_numpy(images[idx.numpy()]).to(device, non_blocking=True)
+    if rows is None:
+        return lambda idx: torch.from_numpy(images[idx.numpy()]).to(device, non_blocking=True)
+    return lambda idx: torch.from_numpy(images[rows[idx.numpy()]]).to(device, non_blocking=True)
 
 
 def _load_training_data(data_dir: Path, channels: list[str] | None, resolution: int):
@@ -281,9 +290,17 @@ def _load_training_data(data_dir: Path, channels: list[str] | None, resolution: 
     return data
 
 
-def _dataset_summary(data_dir: Path, info: dict[str, Any], n: int) -> dict[str, Any]:
+def _dataset_summary(data_dir: Path, info: dict[str, Any], n: int,
+                     split: str | os.PathLike | None = None,
+                     rows: np.ndarray | None = None) -> dict[str, Any]:
     stats = info.get("channel_stats") or {}
-    return {"path": str(data_dir), "n_images": n, "channels": list(info["channels"]),
+    held_out = None
+    if rows is not None:
+        # a digest of the training rows: a resumed run must train on the same images
+        held_out = {"path": str(split), "n_train": int(len(rows)),
+                    "rows_sha256": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()}
+    return {"path": str(data_dir), "n_images": n, "split": held_out,
+            "channels": list(info["channels"]),
             "resolution": info.get("resolution"), "value_range": info.get("value_range"),
             "channel_stats": {c: stats[c] for c in info["channels"] if c in stats}}
 
@@ -398,7 +415,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               threads: int | None = None, provenance: dict | None = None,
               progress: bool = True, resume: bool = True,
               resume_dir: str | os.PathLike | None = None,
-              performance: dict | None = None) -> dict:
+              performance: dict | None = None,
+              split: str | os.PathLike | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -410,8 +428,9 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     interim checkpoints and the partial log instead, and is emptied at the end: a directory that
     a workflow manager does not delete before retrying a job (Snakemake removes a job's declared
     outputs). ``performance``: CUDA speed switches of :mod:`medgan.accel` (no-ops on CPU;
-    recorded in the config, but a resumed run may change them). Returns the ``run.json``
-    content. On SIGTERM raises
+    recorded in the config, but a resumed run may change them). ``split``: a ``split.tsv``
+    (:mod:`medgan.split`); only its training rows are trained on (None: every image). Returns
+    the ``run.json`` content. On SIGTERM raises
     :class:`~medgan.checkpoint.TrainingInterrupted` after writing a checkpoint.
     """
     t_start = time.perf_counter()
@@ -432,7 +451,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     data = _load_training_data(data_dir, channels, resolution)
     names = list(data.info["channels"])
-    n_images = data.images.shape[0]
+    rows = None if split is None else split_indices(split, data.images.shape[0])[0]
+    n_images = data.images.shape[0] if rows is None else len(rows)
     if arch_cfg.get("output_activation") == "tanh":
         lo, hi = data.info.get("value_range", [-1.0, 1.0])
         if lo < -1.0 or hi > 1.0:
@@ -456,14 +476,15 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                            generator=torch.Generator().manual_seed(fixed_seed)).to(dev)
     sampler = EpochSampler(n_images, progressive.max_batch_size() if progressive
                            else schedule["batch_size"], data_gen)
-    read_batch = _batch_reader(data.images, dev)
+    read_batch = _batch_reader(data.images, dev, rows)
     batch, stage = sampler.batch_size, None  # progressive runs: per step
     stats = StatsAccumulator()
     generators = {"data": data_gen, "noise": noise_gen}
 
     config = {"architecture": arch_cfg, "loss": loss_obj.config, "optimizer": opt_cfg,
               "schedule": schedule, "channels": names, "resolution": resolution, "seed": seed,
-              "dataset": _dataset_summary(data_dir, data.info, n_images), "performance": perf}
+              "dataset": _dataset_summary(data_dir, data.info, n_images, split, rows),
+              "performance": perf}
     sample_ranges = _display_ranges(data.images)
 
     def write_samples() -> None:
