@@ -106,8 +106,8 @@ def _check_dataset_info(info: dict[str, Any] | None) -> dict[str, Any]:
         try:
             lo, hi = (float(v) for v in value_range)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"dataset_info's value_range {value_range!r} is not [min, max]") \
-                from err
+            msg = f"dataset_info's value_range {value_range!r} is not [min, max]"
+            raise ValueError(msg) from err
         if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
             raise ValueError(f"dataset_info's value_range [{lo}, {hi}] exceeds [-1, 1]: the "
                              f"images are not in prepare_fundus's 2 x - 1 scaling")
@@ -188,8 +188,8 @@ def synthetic_vessel_auc(images: np.ndarray, channel_names: Sequence[str],
     ``vessel_auc_reverse`` = ROC AUC of p against ``v > 2 threshold - 1`` (the GAN's
     probability ``(v + 1) / 2 > threshold``; ``v > 0`` for the default 0.5).
     An image whose truth holds one class only, whose field of view cannot be found, or that
-    holds non-finite values gets NaN and a ``reason`` (``reason_reverse``); it is excluded
-    from the mean and median and counted.
+    holds non-finite values gets NaN and a ``reason`` (``reason_reverse``); it is left
+    out of the mean and median and counted.
 
     Returns ``(summary, table)``: ``summary`` a JSON-ready dict (``vessel_auc_mean``,
     ``vessel_auc_median``, ``n_images``, ``n_scored``, ``n_excluded``, the same three for
