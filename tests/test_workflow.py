@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -50,13 +51,19 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         for line in out.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert table["train_gan"] == 12
+    assert table["train_gan"] == 13  # 12 Han models and Kitchen's
     assert table["prepare_dataset"] == 5
     assert table["train_vessel_segmenter"] == 1
     assert table["phantoms"] == 4
-    assert table["real_grid"] == 4
+    assert table["real_grid"] == 7  # Han's four sequences, Kitchen's T2, ADC, Ktrans
     assert table["dataset_preview"] == 5
-    assert table["synthetic_images"] == 12
+    assert table["synthetic_images"] == 13
+    # analyses: every model's metrics, one feature network and split per dataset used,
+    # the encoder, t-SNE and interpolation of the Concat 32 models and Kitchen's interpolation
+    assert table["model_metrics"] == 13 and table["study_metrics"] == 2
+    assert table["split_dataset"] == 3 and table["train_feature_net"] == 3
+    assert table["train_encoder"] == 2 and table["invert_heldout"] == 2 and table["tsne"] == 2
+    assert table["interpolation"] == 3
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
@@ -104,7 +111,8 @@ def tiny_run(tmp_path_factory):
 def test_tiny_workflow_produces_every_figure(tiny_run):
     work, _ = tiny_run
     figs = work / "results" / "figures" / "han2018"
-    expected = {"real_T1.png", "real_FLAIR.png", "fig3_dcgan.png", "fig4_wgan.png", "models.tsv"}
+    expected = {"real_T1.png", "real_FLAIR.png", "fig3_dcgan.png", "fig4_wgan.png", "models.tsv",
+                "metrics.tsv"}
     for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
         expected |= {f"synthetic_{m}.png", f"loss_{m}.png"}
     assert {p.name for p in figs.iterdir()} == expected
@@ -126,13 +134,13 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
     for name, shape in [
         ("oasis_tiny", (1, 16, 16)),
         ("prostatex_tiny", (3, 16, 16)),
-        ("fundus_tiny", (4, 96, 96)),
+        ("fundus_tiny", (4, 64, 64)),
     ]:
         arr = np.load(work / "results" / "data" / name / "images.npy", mmap_mode="r")
         assert arr.shape[1:] == shape and arr.shape[0] > 0
         assert (work / "results" / "data" / name / "preview.png").is_file()
     cases = sorted(p for p in (work / "resources" / "phantoms" / "brats").iterdir() if p.is_dir())
-    assert [c.name for c in cases] == ["BraTS20_Training_001", "BraTS20_Training_002"]
+    assert [c.name for c in cases] == [f"BraTS20_Training_00{i}" for i in range(1, 5)]
     data = work / "results" / "data" / "brats_tiny"
     images = np.load(data / "images.npy", mmap_mode="r")
     assert images.shape[1:] == (4, 16, 16) and images.dtype == np.float32
@@ -157,6 +165,43 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
             1 if m.endswith("t1") else 4
         )
         assert not (work / "results" / "resume" / m).exists()  # interim checkpoints cleaned up
+
+
+def test_tiny_workflow_runs_every_analysis(tiny_run):
+    work, _ = tiny_run
+    analysis = work / "results" / "analysis"
+    split = pd.read_csv(work / "results" / "data" / "brats_tiny" / "split.tsv", sep="\t")
+    assert set(split["split"]) == {"train", "heldout"}
+    assert split.groupby("group")["split"].nunique().max() == 1  # patients are not split
+    n_train = int((split["split"] == "train").sum())
+    run = json.loads((work / "results" / "models" / "tiny_dcgan_t1" / "run.json").read_text())
+    assert run["config"]["dataset"]["n_images"] == n_train  # trained on the training split only
+    table = pd.read_csv(work / "results" / "figures" / "han2018" / "metrics.tsv", sep="\t")
+    assert list(table["source"]) == ["real_heldout", "real_heldout", "synthetic", "synthetic"]
+    assert list(table["model"])[2:] == ["tiny_dcgan_t1", "tiny_wgan_concat"]
+    assert (table["n_reference"] == n_train).all()
+    for col in ("rho", "sigma", "delta", "swd_mean", "msssim_mean", "domain_fid",
+                "c2st_accuracy", "c2st_p_value", "memo_share_closer"):
+        assert table[col].notna().all(), col
+    expected = {
+        "tiny_dcgan_t1": {"metrics.tsv", "metrics.json", "memorisation.tsv", "memorisation.png",
+                          "encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
+                          "reconstructions.tsv", "heldout_latents.tsv", "tsne.png", "tsne.tsv",
+                          "interpolation.png", "walk.gif"},
+        "tiny_wgan_concat": {"metrics.tsv", "metrics.json", "memorisation.tsv",
+                             "memorisation.png"},
+        "tiny_pggan_t2": {"encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
+                          "reconstructions.tsv", "heldout_latents.tsv"},
+        "tiny_kitchen": {"interpolation.png", "walk.gif"},
+        "tiny_fundus": {"vessel_auc.tsv"},
+    }
+    for model, names in expected.items():
+        assert {p.name for p in (analysis / model).iterdir()} == names, model
+    tsne = pd.read_csv(analysis / "tiny_dcgan_t1" / "tsne.tsv", sep="\t")
+    assert len(tsne) == n_train and {"tsne_1", "tsne_2", "slice"} <= set(tsne.columns)
+    vessels = pd.read_csv(analysis / "tiny_fundus" / "vessel_auc.tsv", sep="\t")
+    assert set(vessels["source"]) == {"synthetic", "real_heldout"}
+    assert (work / "results" / "featurenets" / "brats_tiny" / "featurenet.pt").is_file()
 
 
 def test_tiny_workflow_is_complete_after_one_run(tiny_run):

@@ -27,6 +27,35 @@ PGGAN_SCHEDULE_KEYS = (
     "reset_optimizer_per_level",
 )
 DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
+# analyses that use the held-out real images of the model's dataset
+HELDOUT_ANALYSES = ("metrics", "inversion")
+VESSEL_AUC_CHANNELS = ("R", "G", "B", "vessels")
+TSNE_COLOR_BY = {"fundus": "laterality", "brats": "slice", "oasis": "slice", "prostatex": "zone"}
+
+
+HOLDOUT_DEFAULTS = {"fraction": 0.2, "group_by": "auto", "seed": 0}
+
+
+def dataset_holdout(ds: dict[str, Any]) -> dict[str, Any]:
+    """A dataset's ``holdout`` settings with the schema's defaults filled in (the schema's
+    per-kind sections are not default-filled by the validator)."""
+    return {**HOLDOUT_DEFAULTS, **ds.get("holdout", {})}
+
+
+def model_analyses(model: dict[str, Any]) -> list[str]:
+    """The analyses of a model, with those they need (t-SNE needs the encoder of ``inversion``)."""
+    names = list(model.get("analyses", ["metrics"]))
+    if "tsne" in names and "inversion" not in names:
+        names.append("inversion")
+    return names
+
+
+def tsne_color_column(config: dict[str, Any], model: dict[str, Any]) -> str:
+    """The meta.tsv column that colours a model's t-SNE map (``analysis.tsne.color_by``)."""
+    column = config.get("analysis", {}).get("tsne", {}).get("color_by", "auto")
+    if column == "auto":
+        return TSNE_COLOR_BY[config["datasets"][model["dataset"]]["kind"]]
+    return column
 
 
 def dataset_channels(ds: dict[str, Any]) -> list[str]:
@@ -105,6 +134,7 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"models.{name}.schedule.batch_size: pggan takes batch_sizes (per resolution)"
             )
+        _check_analyses(name, model, ds)
     for name, study in config.get("studies", {}).items():
         if study["real_dataset"] not in datasets:
             raise ConfigError(
@@ -129,3 +159,20 @@ def study_models(study: dict[str, Any]) -> list[str]:
     for members in study["panels"].values():
         seen.extend(m for m in members if m not in seen)
     return seen
+
+
+def _check_analyses(name: str, model: dict[str, Any], ds: dict[str, Any]) -> None:
+    analyses = model_analyses(model)
+    needs_heldout = [a for a in analyses if a in HELDOUT_ANALYSES]
+    if needs_heldout and dataset_holdout(ds)["fraction"] == 0:
+        raise ConfigError(
+            f"models.{name}.analyses: {needs_heldout} use held-out real images but dataset "
+            f"{model['dataset']} has holdout.fraction 0"
+        )
+    if "vessel_auc" in analyses:
+        missing = [c for c in VESSEL_AUC_CHANNELS if c not in model["channels"]]
+        if ds["kind"] != "fundus" or missing:
+            raise ConfigError(
+                f"models.{name}.analyses: vessel_auc needs a fundus model with channels "
+                f"{list(VESSEL_AUC_CHANNELS)} (dataset kind {ds['kind']}, missing {missing})"
+            )

@@ -1,5 +1,12 @@
 # Input functions, target lists and wildcard constraints; no rules.
-from medgan.config import check_config, study_models
+from medgan.config import (
+    check_config,
+    dataset_channels,
+    dataset_holdout,
+    model_analyses,
+    study_models,
+    tsne_color_column,
+)
 
 check_config(config)
 
@@ -15,7 +22,9 @@ wildcard_constraints:
     model="|".join(MODELS) or "NONE",
     study="|".join(STUDIES) or "NONE",
     kind="|".join(PHANTOM_KINDS) or "NONE",
-    channel="T1|T1c|T2|FLAIR",
+    channel="|".join(
+        sorted({c for d in DATASETS.values() for c in dataset_channels(d)})
+    ),
     panel="|".join(sorted({p for s in STUDIES.values() for p in s["panels"]})) or "NONE",
 
 
@@ -48,13 +57,57 @@ def model_dataset(wildcards):
     return prepared(MODELS[wildcards.model]["dataset"])
 
 
+def model_split(wildcards):
+    return f"results/data/{MODELS[wildcards.model]['dataset']}/split.tsv"
+
+
+def model_featurenet(wildcards):
+    return f"results/featurenets/{MODELS[wildcards.model]['dataset']}/featurenet.pt"
+
+
+def model_featurenet_if_needed(wildcards):
+    if "domain" in config["analysis"]["metrics"]["include"]:
+        return model_featurenet(wildcards)
+    return []
+
+
+def model_segmenter(wildcards):
+    return f"results/segmenters/{MODELS[wildcards.model]['dataset']}/unet.pt"
+
+
+def models_with(analysis):
+    return [m for m, spec in MODELS.items() if analysis in model_analyses(spec)]
+
+
+ANALYSIS_OUTPUTS = {
+    "metrics": ["metrics.tsv", "memorisation.png"],
+    "inversion": ["reconstructions.png", "reconstructions.tsv"],
+    "tsne": ["tsne.png", "tsne.tsv"],
+    "interpolation": ["interpolation.png", "walk.gif"],
+    "vessel_auc": ["vessel_auc.tsv"],
+}
+
+
+def analysis_targets():
+    return [
+        f"results/analysis/{m}/{name}"
+        for m, spec in MODELS.items()
+        for a in model_analyses(spec)
+        for name in ANALYSIS_OUTPUTS[a]
+    ]
+
+
+def study_metric_models(study):
+    return [m for m in study_models(STUDIES[study]) if m in models_with("metrics")]
+
+
 def study_real_dataset(wildcards):
     return prepared(STUDIES[wildcards.study]["real_dataset"])
 
 
 def study_channels(study):
     s = STUDIES[study]
-    return s.get("real_channels") or DATASETS[s["real_dataset"]]["sequences"]
+    return s.get("real_channels") or dataset_channels(DATASETS[s["real_dataset"]])
 
 
 def panel_checkpoints(wildcards):
@@ -69,6 +122,8 @@ def study_targets(study):
         out.append(f"results/figures/{study}/loss_{m}.png")
     out += [f"results/figures/{study}/{p}.png" for p in STUDIES[study]["panels"]]
     out.append(f"results/figures/{study}/models.tsv")
+    if study_metric_models(study):
+        out.append(f"results/figures/{study}/metrics.tsv")
     return out
 
 
@@ -86,4 +141,4 @@ def all_targets():
         if ds["kind"] == "fundus"
     ]
     studies = [t for study in STUDIES for t in study_targets(study)]
-    return previews + studies + synthetic_targets()
+    return previews + studies + synthetic_targets() + analysis_targets()

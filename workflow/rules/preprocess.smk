@@ -63,3 +63,18 @@ rule dataset_preview:
         MEDGAN_ENV
     script:
         "../scripts/plot_dataset_preview.py"
+
+
+rule split_dataset:
+    input:
+        meta="results/data/{dataset}/meta.tsv",
+    output:
+        split="results/data/{dataset}/split.tsv",
+    log:
+        "logs/data/{dataset}.split.log",
+    conda:
+        MEDGAN_ENV
+    params:
+        holdout=lambda wc: dataset_holdout(DATASETS[wc.dataset]),
+    script:
+        "../scripts/split_dataset.py"

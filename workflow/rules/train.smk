@@ -4,6 +4,7 @@
 rule train_gan:
     input:
         unpack(model_dataset),
+        split=model_split,
     output:
         checkpoint="results/models/{model}/checkpoint.pt",
         stats="results/models/{model}/stats.jsonl",

@@ -18,5 +18,6 @@ train_gan(
     seed=m["seed"],
     threads=snakemake.threads,
     resume_dir=snakemake.params.resume_dir,
+    split=snakemake.input.split,
     provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
 )
