@@ -30,3 +30,15 @@ def require_real_data(*parts: str) -> Path:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: they gain nothing from more, and on a
+    shared machine extra threads only wait for each other. Restored after the module."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -2,21 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 
 from medgan.metrics.c2st import classifier_two_sample_test, split_two_samples
 
 FAST = {"epochs": 5, "batch_size": 16, "width": 8, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny models gain nothing from more, and on a shared machine
-    extra threads only wait for each other. Restored after the module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _structured(n: int, seed: int, resolution: int = 16) -> np.ndarray:

@@ -133,3 +133,21 @@ def test_inversion_tsne_and_interpolation_outputs(model):
     assert gif.n_frames == 6
     for name in ("rec.png", "tsne.png", "interp.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_c2st_falls_back_to_an_image_split_with_one_held_out_patient():
+    from medgan.metrics import MetricInputs, compute_metrics
+
+    ref = structured_images(40, resolution=16, seed=1)
+    cand = structured_images(20, resolution=16, seed=2)
+
+    def run(candidate_groups):
+        inputs = MetricInputs(reference=ref, candidate=cand, heldout=cand, channel_names=["T1"],
+                              data_range=2.0, settings={"c2st_epochs": 1, "c2st_width": 4},
+                              reference_groups=np.repeat(np.arange(10), 4).astype(str),
+                              candidate_groups=candidate_groups)
+        return compute_metrics(inputs, ["c2st"])
+
+    assert run(np.repeat(["a", "b"], 10))["c2st_group_aware"] == 1
+    one_patient = run(np.array(["a"] * 20))
+    assert one_patient["c2st_group_aware"] == 0 and 0 <= one_patient["c2st_accuracy"] <= 1

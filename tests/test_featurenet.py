@@ -16,14 +16,7 @@ from medgan.metrics.featurenet import (
 TINY = {"steps": 40, "batch_size": 32, "width": 8, "feature_dim": 16, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny models gain nothing from more, and on a shared machine
-    extra threads only wait for each other. Restored after the module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy_images(n: int, *, resolution: int = 16, seed: int = 0) -> np.ndarray:

@@ -16,6 +16,7 @@ raises :class:`TrainingInterrupted` (exit status 75, ``EX_TEMPFAIL``: retry and 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
@@ -35,6 +36,15 @@ from medgan.atomic import atomic_path
 from medgan.errors import InputError
 
 REQUIRED_KEYS = ("generator", "config", "step")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (recorded beside results derived from a checkpoint)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:

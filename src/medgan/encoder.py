@@ -24,7 +24,6 @@ optimizer (``lr_d`` where given). :func:`encode`, :func:`reconstruct`,
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from medgan import __version__
-from medgan.checkpoint import load_checkpoint, save_checkpoint
+from medgan.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from medgan.errors import InputError
 from medgan.models import build_discriminator, resolved_config
 from medgan.models import dcgan as dcgan_models
@@ -165,14 +164,6 @@ def build_encoder(arch: dict[str, Any], *, channels: int, resolution: int, laten
 
 # --- training ------------------------------------------------------------------------------------
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def default_batch_size(config: dict[str, Any]) -> int:
     """The batch size a GAN run trained with at its full resolution (Beers: "the same training
     conditions")."""
@@ -262,7 +253,7 @@ def train_encoder(generator_checkpoint: str | os.PathLike, out_path: str | os.Pa
                 running, n_running = torch.zeros((), device=dev), 0
     train_s = time.perf_counter() - t0
 
-    record = {"path": str(generator_checkpoint), "sha256": _sha256(generator_checkpoint),
+    record = {"path": str(generator_checkpoint), "sha256": file_sha256(generator_checkpoint),
               "step": int(ckpt["step"])}
     settings = {"steps": steps, "batch_size": batch_size, "optimizer": opt_cfg, "seed": seed,
                 "log_every": log_every, "minibatch_stddev": minibatch_stddev}

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ import torch
 
 from medgan import __version__
 from medgan.atomic import atomic_dir, write_json
-from medgan.checkpoint import load_checkpoint
+from medgan.checkpoint import file_sha256, load_checkpoint
 from medgan.errors import InputError
 from medgan.plotting import display_range
 from medgan.train import draw_latents, latent_distribution, load_generator
@@ -58,14 +57,6 @@ FORMATS = ("nifti", "png")
 NIFTI_LAYOUTS = ("per_channel", "multichannel")
 PNG_DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 LPS_1MM_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _safe_name(channel: str) -> str:
@@ -214,7 +205,7 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
             writer.writerows(rows)
         manifest = {
             "checkpoint": str(checkpoint.resolve()),
-            "checkpoint_sha256": _sha256(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint),
             "step": step, "generator_weights": weights,
             "medgan_version": __version__,
             "n": n, "seed": seed, "channels": channels,

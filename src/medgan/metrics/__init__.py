@@ -23,11 +23,14 @@ real-vs-real baseline) with the *reference* set (the real training images of the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,13 +107,23 @@ def _inception(m: MetricInputs) -> dict[str, float]:
 def _c2st(m: MetricInputs) -> dict[str, float]:
     from medgan.metrics.c2st import classifier_two_sample_test
 
-    out = classifier_two_sample_test(m.reference, m.candidate, real_groups=m.reference_groups,
-                                     synthetic_groups=m.candidate_groups, seed=m.seed,
+    # patients must not sit in both halves (the classifier would learn them); a side with fewer
+    # than two patients cannot be split so, and falls back to an image split (recorded)
+    groups = [g if g is not None and len(np.unique(g)) >= 2 else None
+              for g in (m.reference_groups, m.candidate_groups)]
+    given = (m.reference_groups, m.candidate_groups)
+    fallback = any(g is None and g0 is not None for g, g0 in zip(groups, given, strict=True))
+    if fallback:
+        log.warning("c2st: fewer than two patients on one side; its halves split images, so "
+                    "the classifier may recognise patients (c2st_group_aware = 0)")
+    out = classifier_two_sample_test(m.reference, m.candidate, real_groups=groups[0],
+                                     synthetic_groups=groups[1], seed=m.seed,
                                      epochs=m.option("c2st_epochs", 8),
                                      width=m.option("c2st_width", 16),
                                      max_resolution=m.option("c2st_max_resolution", None))
-    return {f"c2st_{k}" if not k.startswith("c2st") else k: v for k, v in out.items()
-            if isinstance(v, (int, float, np.number))}
+    values = {f"c2st_{k}" if not k.startswith("c2st") else k: v for k, v in out.items()
+              if isinstance(v, (int, float, np.number))}
+    return {**values, "c2st_group_aware": float(not fallback)}
 
 
 def _memorisation(m: MetricInputs) -> dict[str, float]:
