@@ -25,7 +25,7 @@ from medgan.train import train_gan
 
 SETTINGS = {"n_components": 4, "swd_patches_per_image": 8, "swd_directions": 16,
             "swd_repeats": 1, "msssim_pairs": 10, "kid_subsets": 2, "kid_subset_size": 6,
-            "c2st_epochs": 1, "c2st_width": 4, "memorisation_pairs": 3}
+            "c2st_epochs": 1, "c2st_width": 4, "memorisation_pairs": 3, "delplace_n": 30}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,8 @@ def test_evaluate_model_writes_both_rows(model):
                            featurenet=model / "fnet.pt", model_name="m1")
     assert list(table["source"]) == ["synthetic", "real_heldout"]
     assert list(table["n_candidate"]) == [12, 12] and list(table["n_reference"]) == [36, 36]
+    # Delplace's set: 30 generated images, all 12 held-out ones (sigma grows with N)
+    assert list(table["delplace_n"]) == [30, 12]
     for col in ("rho", "sigma", "delta", "swd_mean", "msssim_mean", "domain_fid",
                 "domain_coverage", "c2st_accuracy", "c2st_p_value", "memo_share_closer"):
         assert np.isfinite(table[col]).all(), col

@@ -33,6 +33,7 @@ from medgan.split import split_indices
 
 log = logging.getLogger(__name__)
 
+DELPLACE_N = 11328  # Delplace 2019: N generated images for rho, sigma and delta
 DEFAULT_METRICS = ["delplace", "swd", "msssim", "domain", "c2st", "memorisation"]
 SOURCE_SYNTHETIC, SOURCE_HELDOUT = "synthetic", "real_heldout"
 FIRST_COLUMNS = ["model", "source", "dataset", "channels", "resolution", "n_reference",
@@ -125,6 +126,13 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     synthetic = generate_images(checkpoint, n_syn, seed=seed, device=device)
     if not np.isfinite(synthetic).all():
         raise InputError(checkpoint, "the generator makes non-finite values")
+    # Delplace's rho, sigma, delta on the paper's N = 11,328 images (``delplace_n``) where the
+    # data allow: any number of synthetic images, at most all held-out real ones
+    delplace_n = int(settings.get("delplace_n", DELPLACE_N))
+    delplace_synthetic = None
+    if "delplace" in names and delplace_n != n_syn:
+        delplace_synthetic = generate_images(checkpoint, delplace_n, seed=seed + 1,
+                                             device=device)
 
     feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None}
     if "domain" in names:
@@ -147,15 +155,16 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     data_range = float(data.train.max() - data.train.min()) or 1.0
 
     rows, tables = [], {}
-    for source, candidate, groups, cand_feats in (
-            (SOURCE_SYNTHETIC, synthetic, None, feats["synthetic"]),
-            (SOURCE_HELDOUT, data.heldout, data.heldout_groups, feats["heldout"])):
+    for source, candidate, groups, cand_feats, delplace_set in (
+            (SOURCE_SYNTHETIC, synthetic, None, feats["synthetic"], delplace_synthetic),
+            (SOURCE_HELDOUT, data.heldout, data.heldout_groups, feats["heldout"],
+             data.heldout[:delplace_n])):
         inputs = MetricInputs(
             reference=data.train, candidate=candidate, heldout=data.heldout,
             channel_names=data.channel_names, data_range=data_range, settings=settings,
             seed=seed, reference_groups=data.train_groups, candidate_groups=groups,
             reference_features=feats["train"], candidate_features=cand_feats,
-            inception=detector, windows=windows)
+            inception=detector, windows=windows, delplace_candidate=delplace_set)
         t_set = time.perf_counter()
         values = compute_metrics(inputs, names)
         log.info("%s %s: %d metrics in %.1f s", model_name, source, len(values),

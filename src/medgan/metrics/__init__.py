@@ -50,6 +50,8 @@ class MetricInputs:
     candidate_features: np.ndarray | None = None
     inception: Any = None
     windows: list[tuple[float, float]] | None = None
+    # Delplace's sigma grows with N: its own, larger set of candidates (default: ``candidate``)
+    delplace_candidate: np.ndarray | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: Any) -> Any:
@@ -62,9 +64,11 @@ def _delplace(m: MetricInputs) -> dict[str, float]:
     key = ("pca", m.option("n_components", 16))
     if key not in m.cache:
         m.cache[key] = fit_real_pca(m.reference, n_components=m.option("n_components", 16))
-    div = diversity_sigma_delta(m.candidate, threshold=m.option("delta_threshold", 0.01))
-    return {"rho": realism_rho(m.candidate, m.cache[key]), "sigma": div["sigma"],
-            "sigma_per_image": div["sigma_per_image"], "delta": div["delta"]}
+    images = m.candidate if m.delplace_candidate is None else m.delplace_candidate
+    div = diversity_sigma_delta(images, threshold=m.option("delta_threshold", 0.01))
+    return {"rho": realism_rho(images, m.cache[key]), "sigma": div["sigma"],
+            "sigma_per_image": div["sigma_per_image"], "delta": div["delta"],
+            "delplace_n": len(images)}
 
 
 def _swd(m: MetricInputs) -> dict[str, float]:
