@@ -239,9 +239,11 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
 def train_dataset_feature_net(data_dir: str | os.PathLike, split: str | os.PathLike,
                               out_path: str | os.PathLike, *,
                               settings: dict[str, Any] | None = None,
-                              max_images: int | None = None, progress: bool = True) -> dict:
+                              max_images: int | None = None, progress: bool = True,
+                              device: str = "cpu") -> dict:
     """Train the domain feature network of a prepared dataset on its training split (every
-    channel; at most ``max_images`` images, a seeded subsample) and save it to ``out_path``."""
+    channel; at most ``max_images`` images, a seeded subsample) and save it to ``out_path``.
+    ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when available)."""
     from medgan.metrics.featurenet import save_feature_net, train_feature_net
 
     settings = dict(settings or {})
@@ -249,7 +251,8 @@ def train_dataset_feature_net(data_dir: str | os.PathLike, split: str | os.PathL
     train_idx, _ = split_indices(split, data.images.shape[0])
     train_idx = _subsample(train_idx, max_images, int(settings.get("seed", 0)))
     images = np.asarray(data.images[train_idx], dtype=np.float32)
-    model, info = train_feature_net(images, data.channels, progress=progress, **settings)
+    model, info = train_feature_net(images, data.channels, progress=progress, device=device,
+                                    **settings)
     info = {**info, "data_dir": str(data_dir), "split": str(split), "n_images": len(images)}
     save_feature_net(out_path, model, info)
     return info

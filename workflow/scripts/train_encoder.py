@@ -11,4 +11,5 @@ train_encoder(
     seed=s["seed"],
     stats_path=snakemake.output.stats,
     threads=snakemake.threads,
+    device="auto",
 )

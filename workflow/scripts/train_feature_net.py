@@ -8,4 +8,5 @@ train_dataset_feature_net(
     snakemake.output.net,
     settings=snakemake.params.settings,
     max_images=snakemake.params.max_images,
+    device="auto",
 )
