@@ -26,7 +26,15 @@ def default_config() -> dict:
 
 
 @pytest.mark.parametrize(
-    "path", ["config/config.yaml", ".test/config/config.yaml", "config/studies/han2018.yaml"]
+    "path",
+    [
+        "config/config.yaml",
+        ".test/config/config.yaml",
+        "config/studies/han2018.yaml",
+        "config/studies/beers2018.yaml",
+        "config/studies/delplace2019.yaml",
+        "config/studies/kitchen2017.yaml",
+    ],
 )
 def test_shipped_configs_validate_and_are_consistent(path):
     cfg = load(REPO / path)
