@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--feature-steps", type=int, default=400)
+    p.add_argument("--feature-steps", type=int, default=600)
     p.add_argument("--sets", nargs="+", default=["real", "blurred", "collapsed", "noise",
                                                    "memorised"])
     args = p.parse_args(argv)
