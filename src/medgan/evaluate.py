@@ -29,7 +29,7 @@ from medgan.errors import InputError
 from medgan.metrics import MetricInputs, compute_metrics
 from medgan.plotting import display_range
 from medgan.prepared import load_prepared
-from medgan.split import split_indices
+from medgan.split import load_split, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ def load_model_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     if (h, w) != (resolution, resolution):
         raise InputError(data_dir, f"images are {h}x{w} px but the model in {checkpoint} makes "
                                    f"{resolution} px images")
-    train_idx, held_idx = split_indices(split, n)
+    table = load_split(split, n)
+    train_idx, held_idx = split_indices(split, table=table)
     if need_heldout and len(held_idx) < 2:
         raise InputError(split, f"holds {len(held_idx)} held-out image(s); the analyses need at "
                                 "least 2 (raise the dataset's holdout.fraction)")
     train_idx = _subsample(train_idx, max_reference, seed)
-    groups = pd.read_csv(split, sep="\t", dtype={"group": str},
-                         keep_default_na=False)["group"].to_numpy()
+    groups = table["group"].to_numpy()
     return ModelData(
         train=np.asarray(data.images[train_idx], dtype=np.float32),
         heldout=np.asarray(data.images[held_idx], dtype=np.float32),

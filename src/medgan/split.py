@@ -105,10 +105,11 @@ def load_split(path: str | os.PathLike, n_images: int | None = None) -> pd.DataF
     return table
 
 
-def split_indices(path: str | os.PathLike, n_images: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the training and the held-out images (ascending)."""
-    table = load_split(path, n_images)
+def split_indices(path: str | os.PathLike, n_images: int | None = None,
+                  table: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the training and the held-out images (ascending); ``table``: the split
+    already read by :func:`load_split`."""
+    table = load_split(path, n_images) if table is None else table
     held = (table["split"] == HELDOUT).to_numpy()
     train = np.flatnonzero(~held)
     if len(train) == 0:
