@@ -60,6 +60,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_tsv(path: str | os.PathLike, table: Any, *, float_format: str | None = None) -> None:
+    """Write a pandas DataFrame as a tab-separated table without its index, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format=float_format)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text``, atomically."""
     with atomic_path(path) as tmp:

@@ -45,7 +45,7 @@ from medgan.models import dcgan as dcgan_models
 from medgan.models import pggan as pggan_models
 from medgan.models import srresnet as srresnet_models
 from medgan.models.layers import MinibatchStddev
-from medgan.plotting import _pyplot, display_range, save_figure
+from medgan.plotting import _pyplot, channel_windows, save_figure
 from medgan.train import (
     build_optimizer,
     draw_latents,
@@ -389,10 +389,7 @@ def plot_reconstructions(real: np.ndarray, recon: np.ndarray, channel_names: Seq
     c = real.shape[1]
     if len(names) != c:
         raise ValueError(f"{c} channels but {len(names)} channel names")
-    if windows is None:
-        windows = [display_range(real[:, i]) for i in range(c)]
-    if len(windows) != c:
-        raise ValueError(f"{c} channels but {len(windows)} display windows")
+    windows = channel_windows(real, windows)
     k = min(int(n), real.shape[0])
     rows = np.concatenate([real[:k].transpose(1, 0, 2, 3), recon[:k].transpose(1, 0, 2, 3)])
     labels = [f"real {nm}" for nm in names] + [f"G(E(x)) {nm}" for nm in names]

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from medgan import __version__
-from medgan.atomic import atomic_path, write_json
+from medgan.atomic import write_json, write_tsv
 from medgan.checkpoint import load_checkpoint
 from medgan.errors import InputError
 from medgan.metrics import MetricInputs, compute_metrics
-from medgan.plotting import display_range
+from medgan.plotting import channel_windows
 from medgan.prepared import load_prepared
 from medgan.split import load_split, split_indices
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DELPLACE_N = 11328  # Delplace 2019: N generated images for rho, sigma and delta
 DEFAULT_METRICS = ["delplace", "swd", "msssim", "domain", "c2st", "memorisation"]
 SOURCE_SYNTHETIC, SOURCE_HELDOUT = "synthetic", "real_heldout"
+FLOAT_FORMAT = "%.6g"
 FIRST_COLUMNS = ["model", "source", "dataset", "channels", "resolution", "n_reference",
                  "n_candidate"]
 
@@ -63,10 +64,13 @@ def _subsample(idx: np.ndarray, n_max: int | None, seed: int) -> np.ndarray:
 
 def load_model_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
                     split: str | os.PathLike, *, max_reference: int | None = None,
-                    seed: int = 0, need_heldout: bool = True) -> ModelData:
+                    seed: int = 0, need_heldout: bool = True,
+                    config: dict[str, Any] | None = None) -> ModelData:
     """The real images of the model in ``checkpoint``: its channels of ``data_dir``, split by
-    ``split.tsv``. ``max_reference`` caps the training images (a seeded subsample)."""
-    config = load_checkpoint(checkpoint)["config"]
+    ``split.tsv``. ``max_reference`` caps the training images (a seeded subsample).
+    ``config``: the run's config when the caller has already loaded the checkpoint."""
+    if config is None:
+        config = load_checkpoint(checkpoint)["config"]
     try:
         channels, resolution = list(config["channels"]), int(config["resolution"])
     except (KeyError, TypeError, ValueError) as err:
@@ -112,7 +116,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     the dataset's feature-network checkpoint (needed by the ``domain`` metrics). Returns the
     metrics table (one row per scored set).
     """
-    from medgan.train import generate_images
+    from medgan.train import generate_from, load_generator
 
     settings = dict(settings or {})
     names = list(settings.get("include", DEFAULT_METRICS))
@@ -120,10 +124,11 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     model_name = model_name or Path(checkpoint).parent.name
     t0 = time.perf_counter()
-    data = load_model_data(checkpoint, data_dir, split, seed=seed,
+    G, config = load_generator(checkpoint, device=device)
+    data = load_model_data(checkpoint, data_dir, split, seed=seed, config=config,
                            max_reference=settings.get("max_reference"))
     n_syn = synthetic_count(settings.get("n_synthetic", "heldout"), len(data.heldout))
-    synthetic = generate_images(checkpoint, n_syn, seed=seed, device=device)
+    synthetic = generate_from(G, config, n_syn, seed=seed)
     if not np.isfinite(synthetic).all():
         raise InputError(checkpoint, "the generator makes non-finite values")
     # Delplace's rho, sigma, delta on the paper's N = 11,328 images (``delplace_n``) where the
@@ -131,8 +136,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     delplace_n = int(settings.get("delplace_n", DELPLACE_N))
     delplace_synthetic = None
     if "delplace" in names and delplace_n != n_syn:
-        delplace_synthetic = generate_images(checkpoint, delplace_n, seed=seed + 1,
-                                             device=device)
+        delplace_synthetic = generate_from(G, config, delplace_n, seed=seed + 1)
 
     feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None}
     if "domain" in names:
@@ -151,7 +155,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
 
         detector = load_inception(inception_path)
         names.append("inception")
-    windows = [display_range(data.train[:, c]) for c in range(data.train.shape[1])]
+    windows = channel_windows(data.train)
     data_range = float(data.train.max() - data.train.min()) or 1.0
 
     rows, tables = [], {}
@@ -177,9 +181,8 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     table = pd.DataFrame(rows)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "memorisation.tsv") as tmp:
-        memo = tables.get(SOURCE_SYNTHETIC)
-        (memo if memo is not None else pd.DataFrame()).to_csv(tmp, sep="\t", index=False)
+    memo = tables.get(SOURCE_SYNTHETIC)
+    write_tsv(out_dir / "memorisation.tsv", memo if memo is not None else pd.DataFrame())
     _plot_memorisation(out_dir / "memorisation.png", synthetic, data, memo,
                        n=int(settings.get("memorisation_pairs", 8)), windows=windows,
                        title=model_name)
@@ -188,8 +191,8 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
         "split": str(split), "featurenet": None if featurenet is None else str(featurenet),
         "settings": settings, "metrics": names, "rows": table.to_dict(orient="records"),
         "seconds": time.perf_counter() - t0, "medgan_version": __version__})
-    with atomic_path(out_dir / "metrics.tsv") as tmp:  # last: marks the analysis complete
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    # last: marks the analysis complete
+    write_tsv(out_dir / "metrics.tsv", table, float_format=FLOAT_FORMAT)
     return table
 
 
@@ -223,8 +226,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
     out = pd.concat([baseline, synthetic], ignore_index=True, sort=False)
     cols = [c for c in FIRST_COLUMNS if c in out.columns]
     out = out[cols + [c for c in out.columns if c not in cols]]
-    with atomic_path(out_path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    write_tsv(out_path, out, float_format=FLOAT_FORMAT)
     return out
 
 
@@ -269,12 +271,12 @@ def evaluate_synthetic_vessels(checkpoint: str | os.PathLike, segmenter: str | o
     real images give the pipeline's baseline (their vessel channel is the U-net's output at
     preparation). Writes one row per image and a ``mean`` row per source."""
     from medgan.synthetic_vessels import real_vessel_auc, synthetic_vessel_auc
-    from medgan.train import generate_images
+    from medgan.train import generate_from, load_generator
 
-    config = load_checkpoint(checkpoint)["config"]
+    G, config = load_generator(checkpoint, device=device)
     data = load_prepared(data_dir)
     _, held_idx = split_indices(split, data.images.shape[0])
-    synthetic = generate_images(checkpoint, n_images, seed=seed, device=device)
+    synthetic = generate_from(G, config, n_images, seed=seed)
     frames = []
     runs = [("synthetic", lambda: synthetic_vessel_auc(
         synthetic, list(config["channels"]), segmenter, dataset_info=data.info,
@@ -291,6 +293,5 @@ def evaluate_synthetic_vessels(checkpoint: str | os.PathLike, segmenter: str | o
                       .assign(source=source))
     out = pd.concat(frames, ignore_index=True)
     out = out[["source"] + [c for c in out.columns if c != "source"]]
-    with atomic_path(out_path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    write_tsv(out_path, out, float_format=FLOAT_FORMAT)
     return out

@@ -50,7 +50,7 @@ from medgan import __version__
 from medgan.atomic import atomic_dir, write_json
 from medgan.checkpoint import file_sha256, load_checkpoint
 from medgan.errors import InputError
-from medgan.plotting import display_range
+from medgan.plotting import channel_windows
 from medgan.train import draw_latents, latent_distribution, load_generator
 
 FORMATS = ("nifti", "png")
@@ -172,8 +172,7 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
             with torch.no_grad():
                 batch = G(z[start:start + batch_size].to(dev)).float().cpu().numpy()
             if "png" in formats:
-                batch_windows = windows or [display_range(batch[:, c])
-                                            for c in range(batch.shape[1])]
+                batch_windows = windows or channel_windows(batch)
                 used_windows.append([list(w) for w in batch_windows])
             for j, image in enumerate(batch):
                 index = start + j

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from medgan.atomic import atomic_path
-from medgan.plotting import _pyplot, display_range, save_figure
+from medgan.plotting import _pyplot, channel_windows, save_figure
 
 METHODS = ("linear", "spherical")
 PARALLEL_EPS = 1e-7  # sin(angle) below this: the vectors are treated as parallel (lerp)
@@ -122,12 +122,7 @@ def interpolation_images(generator: nn.Module, pairs_z: np.ndarray, steps: int,
 
 def _windows(images: np.ndarray, windows: Sequence[tuple[float, float]] | None,
              n_channels: int) -> list[tuple[float, float]]:
-    if windows is None:
-        flat = images.reshape(-1, n_channels, *images.shape[-2:])
-        return [display_range(flat[:, c]) for c in range(n_channels)]
-    if len(windows) != n_channels:
-        raise ValueError(f"{n_channels} channels but {len(windows)} display windows")
-    return [(float(lo), float(hi)) for lo, hi in windows]
+    return channel_windows(images.reshape(-1, n_channels, *images.shape[-2:]), windows)
 
 
 def plot_interpolation(images: np.ndarray, channel_names: Sequence[str],

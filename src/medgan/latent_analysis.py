@@ -14,19 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medgan.atomic import atomic_path
+from medgan.atomic import write_tsv
 from medgan.checkpoint import load_checkpoint
-from medgan.evaluate import load_model_data
-from medgan.plotting import display_range
-
-
-def _windows(images: np.ndarray) -> list[tuple[float, float]]:
-    return [display_range(images[:, c]) for c in range(images.shape[1])]
-
-
-def _write_tsv(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+from medgan.evaluate import FLOAT_FORMAT, load_model_data
+from medgan.plotting import channel_windows
 
 
 def _meta_columns(meta: pd.DataFrame) -> pd.DataFrame:
@@ -64,11 +55,11 @@ def invert_heldout(checkpoint: str | os.PathLike, encoder: str | os.PathLike,
     pick = np.sort(np.random.default_rng(seed).choice(
         len(data.heldout), size=min(n_figure, len(data.heldout)), replace=False))
     plot_reconstructions(data.heldout[pick], recon[pick], data.channel_names, figure,
-                         n=len(pick), windows=_windows(data.train),
+                         n=len(pick), windows=channel_windows(data.train),
                          title=f"held-out real images (top) and G(E(x)) (bottom); "
                                f"mean MSE {errors['mse'].mean():.3g}")
-    _write_tsv(_code_table(data.heldout_meta, z), codes)
-    _write_tsv(errors, table)
+    write_tsv(codes, _code_table(data.heldout_meta, z), float_format=FLOAT_FORMAT)
+    write_tsv(table, errors, float_format=FLOAT_FORMAT)
     return errors
 
 
@@ -93,7 +84,7 @@ def tsne_of_training_set(checkpoint: str | os.PathLike, encoder: str | os.PathLi
     plot_embedding(embedding, data.train_meta, color_by, figure,
                    title=f"t-SNE of encoded training images (N={len(codes)}, perplexity "
                          f"{info.get('perplexity', perplexity):.3g})")
-    _write_tsv(out, table)
+    write_tsv(table, out, float_format=FLOAT_FORMAT)
     return out
 
 

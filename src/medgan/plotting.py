@@ -31,6 +31,19 @@ def display_range(
     return float(lo), float(hi)
 
 
+def channel_windows(
+    images: np.ndarray, windows: Sequence[tuple[float, float]] | None = None
+) -> list[tuple[float, float]]:
+    """Display windows of (N, C, H, W) images, one per channel: ``windows`` checked against C,
+    or :func:`display_range` of each channel when ``windows`` is None."""
+    c = images.shape[1]
+    if windows is None:
+        return [display_range(images[:, i]) for i in range(c)]
+    if len(windows) != c:
+        raise ValueError(f"{c} channels but {len(windows)} display windows")
+    return [(float(lo), float(hi)) for lo, hi in windows]
+
+
 def save_image_grid(
     images: np.ndarray,
     path: str | os.PathLike,
@@ -57,11 +70,7 @@ def save_image_grid(
     names = list(channel_names) if channel_names is not None else [f"ch{i}" for i in range(c)]
     if len(names) != c:
         raise ValueError(f"{c} channels but {len(names)} channel names")
-    ranges = (
-        list(value_ranges)
-        if value_ranges is not None
-        else [display_range(images[:, i]) for i in range(c)]
-    )
+    ranges = list(value_ranges) if value_ranges is not None else channel_windows(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     plt = _pyplot()
@@ -123,8 +132,7 @@ def real_windows(
     seed: int = 0,
 ) -> list[tuple[float, float]]:
     """Display window per channel from a seeded subsample of a prepared dataset's images."""
-    imgs = pick_images(data_dir, channels, max_images, seed=seed)
-    return [display_range(imgs[:, c]) for c in range(imgs.shape[1])]
+    return channel_windows(pick_images(data_dir, channels, max_images, seed=seed))
 
 
 def plot_dataset_preview(

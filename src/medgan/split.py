@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medgan.atomic import atomic_path
+from medgan.atomic import write_tsv
 from medgan.errors import InputError
 
 TRAIN, HELDOUT = "train", "heldout"
@@ -78,8 +78,7 @@ def write_split(meta_path: str | os.PathLike, out_path: str | os.PathLike, *, fr
         raise InputError(meta_path, str(err)) from err
     table = pd.DataFrame({"index": np.arange(len(meta)), "group": groups,
                           "split": np.where(held, HELDOUT, TRAIN)})
-    with atomic_path(out_path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    write_tsv(out_path, table)
     return {"n_train": int((~held).sum()), "n_heldout": int(held.sum()),
             "n_groups": len(np.unique(groups)), "n_heldout_groups": len(np.unique(groups[held]))}
 

@@ -724,9 +724,17 @@ def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0
     step); on synthetic data, eval-mode samples matched train-mode (batch-statistics) samples of
     the same latents closely from the first few hundred steps on.
     """
+    G, config = load_generator(checkpoint_path, device=device)
+    return generate_from(G, config, n, seed=seed, batch_size=batch_size)
+
+
+@torch.no_grad()
+def generate_from(G: torch.nn.Module, config: dict[str, Any], n: int, *, seed: int = 0,
+                  batch_size: int = 256) -> np.ndarray:
+    """:func:`generate_images` for a generator already loaded by :func:`load_generator`
+    (``config``: the run's config it returned)."""
     _positive_int(n, "n", minimum=0)
     _positive_int(batch_size, "batch_size")
-    G, config = load_generator(checkpoint_path, device=device)
     z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
                      generator=torch.Generator().manual_seed(seed))
     res = getattr(G, "current_resolution", config["resolution"])  # pggan: its saved stage

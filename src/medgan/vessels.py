@@ -335,7 +335,7 @@ def train_vessel_segmenter(root: str | os.PathLike, checkpoint: str | os.PathLik
     """
     import pandas as pd
 
-    from medgan.atomic import atomic_path
+    from medgan.atomic import write_tsv
 
     records = [r for r in discover_fundus_images(root) if r.vessels is not None]
     if len(records) < 2:
@@ -369,9 +369,7 @@ def train_vessel_segmenter(root: str | os.PathLike, checkpoint: str | os.PathLik
                      preprocessing=_preprocessing(resolution, aspect, gamma, clahe_clip,
                                                   clahe_kernel),
                      patch_size=patch, training=training)
-    with atomic_path(auc_table) as tmp:
-        pd.DataFrame(rows + [{"image": "mean", "auc": mean_auc}]).to_csv(tmp, sep="\t",
-                                                                         index=False)
+    write_tsv(auc_table, pd.DataFrame(rows + [{"image": "mean", "auc": mean_auc}]))
     return {"mean_auc": mean_auc, "n_train": len(kept), "n_heldout": len(held)}
 
 

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from medgan.atomic import atomic_path
 from medgan.checkpoint import load_checkpoint
 from medgan.errors import InputError
+from medgan.train import resolve_device
 
 KIND = "medgan.featurenet"
 CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on CPU (oneDNN)
@@ -254,7 +255,7 @@ def train_feature_net(images: np.ndarray, channel_names: list[str], *, steps: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = FeatureEncoder(resolution=net_resolution, width=width, feature_dim=feature_dim)
-    dev = _device(device)
+    dev = resolve_device(device)
     model.to(dev, memory_format=CHANNELS_LAST)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -278,12 +279,6 @@ def train_feature_net(images: np.ndarray, channel_names: list[str], *, steps: in
     info = {"channel_stats": stats, "config": config, "loss_history": history,
             "seconds": time.perf_counter() - start}
     return model, info
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # --- checkpoint -----------------------------------------------------------------------------------
@@ -346,7 +341,7 @@ def extract_features(model: FeatureEncoder, info: dict[str, Any], images: np.nda
     n = images.shape[0]
     out = np.empty((n, len(channel_names) * model.feature_dim), dtype=np.float64)
     was_training = model.training
-    dev = _device(device)
+    dev = resolve_device(device)
     model.to(dev, memory_format=CHANNELS_LAST).eval()
     try:
         with torch.no_grad():

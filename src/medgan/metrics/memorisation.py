@@ -24,7 +24,7 @@ import torch
 from scipy.stats import mannwhitneyu
 
 from medgan.metrics.delplace import check_images
-from medgan.plotting import _pyplot, display_range, save_figure
+from medgan.plotting import _pyplot, channel_windows, save_figure
 
 _BLOCK_BYTES = 64 * 2**20  # one float64 block of rows (queries or reference)
 
@@ -191,10 +191,7 @@ def plot_closest_pairs(
     names = list(channel_names)
     if len(names) != c:
         raise ValueError(f"{c} channels but {len(names)} channel names")
-    if windows is None:
-        windows = [display_range(tr[:, ch]) for ch in range(c)]
-    if len(windows) != c:
-        raise ValueError(f"{c} channels but {len(windows)} display windows")
+    windows = channel_windows(tr, windows)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     order = np.argsort(distances, kind="stable")[: min(n, len(distances))]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.atomic import atomic_path
+from medgan.atomic import write_tsv
 from medgan.plotting import _pyplot, pick_images, real_windows, save_figure, save_image_grid
 
 
@@ -39,10 +39,10 @@ def plot_real_grid(
 
 
 def _generate(checkpoint: str | os.PathLike, n_images: int, seed: int):
-    from medgan.train import generate_images, load_checkpoint
+    from medgan.train import generate_from, load_generator
 
-    ckpt = load_checkpoint(checkpoint)
-    return generate_images(checkpoint, n_images, seed=seed), list(ckpt["config"]["channels"])
+    G, config = load_generator(checkpoint)
+    return generate_from(G, config, n_images, seed=seed), list(config["channels"])
 
 
 def plot_synthetic_grid(
@@ -133,5 +133,4 @@ def write_model_table(
                 "train_seconds": run.get("timing", {}).get("train_s"),
             }
         )
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    write_tsv(path, pd.DataFrame(rows))
