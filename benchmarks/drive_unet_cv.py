@@ -1,4 +1,5 @@
-"""Cross-validated vessel AUC of the Beers 2018 U-net (medgan.vessels) on DRIVE's training images.
+"""Cross-validated vessel AUC of the Beers 2018 U-net (medgan.data.vessels) on DRIVE's training
+images.
 
 Trains one U-net per fold on the other folds' photos (random 48x48 patches inside the field of
 view), segments each held-out photo with overlapping patches and scores the ROC AUC inside its
@@ -24,9 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medgan.preprocess.fundus import DEFAULT_CLAHE_CLIP, DEFAULT_GAMMA, load_segmentation_set
-from medgan.readers.fundus import discover_fundus_images
-from medgan.vessels import crossval_vessel_auc, vessel_auc
+from medgan.data.preprocess.fundus_image import (
+    DEFAULT_CLAHE_CLIP,
+    DEFAULT_GAMMA,
+    load_segmentation_set,
+)
+from medgan.data.readers.fundus import discover_fundus_images
+from medgan.data.vessels import crossval_vessel_auc, vessel_auc
 
 REPO = Path(__file__).resolve().parents[1]
 

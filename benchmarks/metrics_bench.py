@@ -4,7 +4,8 @@ a 2-core CPU), and the scores of the control sets at that size.
     nice -n 19 python benchmarks/metrics_bench.py --n 3000 --resolution 64 --threads 2
 
 Draws ``--n`` training and ``--n`` held-out images of the structured brain-like family
-(:func:`medgan.metrics.controls.structured_images`), trains the domain feature network with the
+(:func:`medgan.analysis.metrics.controls.structured_images`), trains the domain feature network
+with the
 workflow's defaults, then scores each control set (real, blurred, collapsed, noise, memorised)
 against the training images with every metric group, timing each group. Prints one table of
 scores (one column per control set) and one of seconds per metric group. Nothing here is timed
@@ -20,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medgan.metrics import METRICS, MetricInputs
-from medgan.metrics.controls import control_sets, structured_images
-from medgan.metrics.featurenet import extract_features, train_feature_net
+from medgan.analysis.metrics import METRICS, MetricInputs
+from medgan.analysis.metrics.controls import control_sets, structured_images
+from medgan.analysis.metrics.featurenet import extract_features, train_feature_net
 
 GROUPS = ["delplace", "swd", "msssim", "domain", "c2st", "memorisation"]
 

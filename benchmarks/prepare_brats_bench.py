@@ -45,7 +45,7 @@ def child_prepare(root: str, out: str, kwargs_json: str, trace: bool) -> None:
     import skimage.transform  # noqa: F401 - imported lazily by prepare_brats; count it in base
     import tqdm  # noqa: F401
 
-    from medgan.preprocess.brats import prepare_brats
+    from medgan.data.preprocess.brats import prepare_brats
 
     base_kib = _proc_status_kib("VmRSS")
     if trace:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         child_prepare(*args.child, trace=args.trace)
         return 0
 
-    from medgan.phantoms.brats import make_brats_phantoms
+    from medgan.data.phantoms.brats import make_brats_phantoms
 
     counts = sorted(set(args.subjects))
     if counts[0] < 1:

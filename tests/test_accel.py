@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from medgan import accel
-from medgan.checkpoint import load_checkpoint
-from medgan.prepared import PreparedDatasetWriter
-from medgan.train import (
+from medgan.data.prepared import PreparedDatasetWriter
+from medgan.training import accel
+from medgan.training.checkpoint import load_checkpoint
+from medgan.training.train import (
     draw_latents,
     generate_images,
     load_generator,

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from medgan.losses import build_loss
 from medgan.models import ARCHITECTURES, build_discriminator, build_generator, resolved_config
 from medgan.models.layers import MinibatchStddev
+from medgan.training.losses import build_loss
 
 SMALL = {
     "dcgan": {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},

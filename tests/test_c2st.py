@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medgan.metrics.c2st import classifier_two_sample_test, split_two_samples
+from medgan.analysis.metrics.c2st import classifier_two_sample_test, split_two_samples
 
 FAST = {"epochs": 5, "batch_size": 16, "width": 8, "lr": 3e-3}
 

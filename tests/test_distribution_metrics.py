@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from medgan.metrics.distribution import (
+from medgan.analysis.metrics.distribution import (
     density_coverage,
     feature_metrics,
     frechet_distance,
@@ -129,13 +129,13 @@ def test_feature_metrics_keys_and_validation():
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 
-from medgan.errors import InputError  # noqa: E402
-from medgan.metrics.inception import (  # noqa: E402
+from medgan.analysis.metrics.inception import (  # noqa: E402
     inception_features,
     inception_fid,
     load_inception,
     to_uint8,
 )
+from medgan.errors import InputError  # noqa: E402
 
 
 class _StandInDetector(torch.nn.Module):

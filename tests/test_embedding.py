@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medgan.embedding import embed_tsne, embedding_table, is_categorical, plot_embedding
+from medgan.analysis.embedding import embed_tsne, embedding_table, is_categorical, plot_embedding
 
 
 def _clusters(n_per=30, dim=16, seed=0):

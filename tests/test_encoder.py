@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medgan.encoder import (
+from medgan.analysis.encoder import (
     build_encoder,
     encode,
     load_encoder,
@@ -17,10 +17,10 @@ from medgan.encoder import (
     reconstruction_table,
     train_encoder,
 )
+from medgan.data.prepared import PreparedDatasetWriter
 from medgan.errors import InputError
 from medgan.models import ARCHITECTURES
-from medgan.prepared import PreparedDatasetWriter
-from medgan.train import draw_latents, load_generator, train_gan
+from medgan.training.train import draw_latents, load_generator, train_gan
 
 SMALL = {
     "dcgan": {"width": 4, "max_width": 8},

@@ -8,20 +8,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medgan.encoder import train_encoder
-from medgan.errors import InputError
-from medgan.evaluate import (
+from medgan.analysis.encoder import train_encoder
+from medgan.analysis.evaluate import (
     evaluate_model,
     load_model_data,
     study_metrics_table,
     synthetic_count,
     train_dataset_feature_net,
 )
-from medgan.latent_analysis import interpolate_model, invert_heldout, tsne_of_training_set
-from medgan.metrics.controls import structured_images
-from medgan.prepared import PreparedDatasetWriter
-from medgan.split import write_split
-from medgan.train import train_gan
+from medgan.analysis.latent_analysis import interpolate_model, invert_heldout, tsne_of_training_set
+from medgan.analysis.metrics.controls import structured_images
+from medgan.data.prepared import PreparedDatasetWriter
+from medgan.data.split import write_split
+from medgan.errors import InputError
+from medgan.training.train import train_gan
 
 SETTINGS = {"n_components": 4, "swd_patches_per_image": 8, "swd_directions": 16,
             "swd_repeats": 1, "msssim_pairs": 10, "kid_subsets": 2, "kid_subset_size": 6,
@@ -138,7 +138,7 @@ def test_inversion_tsne_and_interpolation_outputs(model):
 
 
 def test_c2st_falls_back_to_an_image_split_with_one_held_out_patient():
-    from medgan.metrics import MetricInputs, compute_metrics
+    from medgan.analysis.metrics import MetricInputs, compute_metrics
 
     ref = structured_images(40, resolution=16, seed=1)
     cand = structured_images(20, resolution=16, seed=2)

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from medgan.errors import InputError
-from medgan.metrics.featurenet import (
+from medgan.analysis.metrics.featurenet import (
     augment,
     extract_features,
     load_feature_net,
     save_feature_net,
     train_feature_net,
 )
+from medgan.errors import InputError
 
 TINY = {"steps": 40, "batch_size": 32, "width": 8, "feature_dim": 16, "progress": False}
 

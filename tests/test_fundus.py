@@ -10,19 +10,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medgan.errors import InputError
-from medgan.phantoms.fundus import fundus_phantom, make_fundus_phantoms
-from medgan.prepared import load_prepared
-from medgan.preprocess.fundus import (
+from medgan.data.phantoms.fundus import fundus_phantom, make_fundus_phantoms
+from medgan.data.prepared import load_prepared
+from medgan.data.preprocess.fundus import prepare_fundus
+from medgan.data.preprocess.fundus_image import (
     estimate_fov,
     estimate_laterality,
     fit_to_square,
     load_fundus_sample,
     locate_optic_disc,
-    prepare_fundus,
     preprocess_for_vessel_segmentation,
 )
-from medgan.readers.fundus import (
+from medgan.data.readers.fundus import (
     PHANTOM_TRUTH_FILE,
     discover_fundus_images,
     leading_id,
@@ -31,7 +30,8 @@ from medgan.readers.fundus import (
     read_fundus_mask,
     read_fundus_record,
 )
-from medgan.vessels import save_vessel_unet
+from medgan.data.vessels import save_vessel_unet
+from medgan.errors import InputError
 
 N_PHANTOMS, SIZE = 4, 96
 PREP = {"gamma": 1.2, "clahe_clip": 2.0 / 256, "clahe_kernel": None}
@@ -355,7 +355,7 @@ def test_checkpoint_with_other_preprocessing_is_refused(phantoms, checkpoint, tm
         prepare_fundus(phantoms, tmp_path / "out", unet_checkpoint=checkpoint, resolution=64,
                        gamma=2.0)
     not_unet = tmp_path / "other.pt"
-    from medgan.checkpoint import save_checkpoint
+    from medgan.training.checkpoint import save_checkpoint
 
     save_checkpoint(not_unet, {"generator": {}, "config": {}, "step": 0})
     with pytest.raises(InputError, match="other.pt: checkpoint lacks key"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medgan.interpolation import (
+from medgan.analysis.interpolation import (
     interpolate_latents,
     interpolation_figure,
     interpolation_images,

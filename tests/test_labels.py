@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medgan.labels import (
+from medgan.data.labels import (
     LABEL_CHANNELS,
     LABEL_SCHEMES,
     check_label_values,
@@ -13,7 +13,7 @@ from medgan.labels import (
     label_channels,
     label_values,
 )
-from medgan.readers.brats import NAMING_PRESETS, implied_label_scheme
+from medgan.data.readers.brats import NAMING_PRESETS, implied_label_scheme
 
 # value -> index in LABEL_CHANNELS (edema 0, necrosis 1, enhancing 2), per scheme
 EXPECTED = {

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.losses import LOSSES, DRAGANLoss, build_loss, gradient_penalty
 from medgan.models import build_discriminator, build_generator
+from medgan.training.losses import LOSSES, DRAGANLoss, build_loss, gradient_penalty
 
 SMALL = {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 16}
 

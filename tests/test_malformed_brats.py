@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medgan.data.preprocess.brats import prepare_brats
 from medgan.errors import InputError
-from medgan.preprocess.brats import prepare_brats
 
 SHAPE = (24, 24, 16)
 AFFINE = np.array([[-1.0, 0, 0, 23], [0, -1.0, 0, 23], [0, 0, 1.0, 0], [0, 0, 0, 1]])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medgan.metrics.memorisation import (
+from medgan.analysis.metrics.memorisation import (
     channel_stats,
     memorisation_report,
     nearest_neighbours,

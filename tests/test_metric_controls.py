@@ -7,9 +7,9 @@ memorisation check."""
 import numpy as np
 import pytest
 
-from medgan.metrics import METRICS, MetricInputs, compute_metrics
-from medgan.metrics.controls import control_sets, structured_images
-from medgan.metrics.featurenet import extract_features, train_feature_net
+from medgan.analysis.metrics import METRICS, MetricInputs, compute_metrics
+from medgan.analysis.metrics.controls import control_sets, structured_images
+from medgan.analysis.metrics.featurenet import extract_features, train_feature_net
 
 SETTINGS = {"n_components": 16, "swd_patches_per_image": 32, "swd_directions": 128,
             "swd_repeats": 2, "msssim_pairs": 200, "kid_subsets": 10, "kid_subset_size": 100,

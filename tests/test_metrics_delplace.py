@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medgan.metrics import delplace
-from medgan.metrics.delplace import (
+from medgan.analysis.metrics import delplace
+from medgan.analysis.metrics.delplace import (
     RealPCA,
     diversity_sigma_delta,
     fit_real_pca,

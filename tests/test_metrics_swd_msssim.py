@@ -8,13 +8,13 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from medgan.metrics.msssim import (
+from medgan.analysis.metrics.msssim import (
     ms_ssim,
     msssim_diversity,
     n_scales_for,
     random_distinct_pairs,
 )
-from medgan.metrics.swd import _pyr_up, laplacian_pyramid, sliced_wasserstein
+from medgan.analysis.metrics.swd import _pyr_up, laplacian_pyramid, sliced_wasserstein
 
 FAST = {"n_directions": 64, "n_repeats": 2, "patches_per_image": 32}
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from medgan.losses import LOSSES, build_loss
 from medgan.models import ARCHITECTURES, build_discriminator, build_generator
+from medgan.training.losses import LOSSES, build_loss
 
 HAN = {"name": "dcgan", "latent_dim": 100, "width": 64, "max_width": 512, "kernel_size": 4,
        "d_activation": "elu", "output_activation": "none"}

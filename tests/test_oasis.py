@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medgan.errors import InputError
-from medgan.phantoms.oasis import (
+from medgan.data.phantoms.oasis import (
     apply_atrophy,
     make_oasis_phantoms,
     oasis_image_path,
@@ -21,9 +20,10 @@ from medgan.phantoms.oasis import (
     ventricle_mask,
     write_analyze,
 )
-from medgan.prepared import load_prepared
-from medgan.preprocess.oasis import discover_oasis_subjects, prepare_oasis
-from medgan.readers.analyze import read_volume
+from medgan.data.prepared import load_prepared
+from medgan.data.preprocess.oasis import discover_oasis_subjects, prepare_oasis
+from medgan.data.readers.analyze import read_volume
+from medgan.errors import InputError
 
 SHAPE = (32, 40, 32)
 RES = 32

@@ -6,13 +6,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medgan.errors import InputError
-from medgan.phantoms import (
+from medgan.data.phantoms import (
     TISSUE_LABELS,
     brats_phantom_labels,
     brats_phantom_subject,
     make_brats_phantoms,
 )
+from medgan.errors import InputError
 
 SHAPE = (48, 48, 32)
 KEYS = ("t1", "t1ce", "t2", "flair", "seg")

@@ -1,11 +1,11 @@
-"""Unit tests of the pure MRI transforms in medgan.preprocess.mri."""
+"""Unit tests of the pure MRI transforms in medgan.data.preprocess.mri."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from medgan.preprocess.mri import (
+from medgan.data.preprocess.mri import (
     apply_zscore,
     background_value,
     brain_mask,

@@ -13,21 +13,21 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from medgan.errors import InputError
-from medgan.phantoms.prostatex import (
+from medgan.data.phantoms.prostatex import (
     FINDINGS_NAME,
     make_prostatex_phantoms,
     write_dicom_series,
     write_metaimage,
 )
-from medgan.prepared import load_prepared
-from medgan.preprocess.prostatex import DEFAULT_SCALE, prepare_prostatex
-from medgan.readers.dicom import find_dicom_series, read_dicom_series
-from medgan.readers.prostatex import (
+from medgan.data.prepared import load_prepared
+from medgan.data.preprocess.prostatex import DEFAULT_SCALE, prepare_prostatex
+from medgan.data.readers.dicom import find_dicom_series, read_dicom_series
+from medgan.data.readers.prostatex import (
     discover_prostatex_patient,
     read_findings,
     read_ktrans,
 )
+from medgan.errors import InputError
 
 N_SUBJECTS = 4
 DESCRIPTIONS = {"t2_tse_sag", "t2_tse_tra", "ep2d_diff_tra_DYNDIST_ADC",
@@ -184,7 +184,7 @@ def test_patch_shows_each_lesion_in_every_channel(prepared):
 def _marker_volume(shape, spacing, origin, direction, marker, base, peak):
     """(nz, ny, nx) volume: ``base`` plus a Gaussian (sigma 1.2 mm) of height ``peak`` at the
     world point ``marker``."""
-    from medgan.phantoms.prostatex import grid_points
+    from medgan.data.phantoms.prostatex import grid_points
 
     pts = grid_points(shape, spacing, origin, direction)
     d2 = np.sum((pts - marker) ** 2, axis=-1)

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medgan.errors import InputError
-from medgan.preprocess import prepare_brats
-from medgan.readers import (
+from medgan.data.preprocess import prepare_brats
+from medgan.data.readers import (
     NAMING_PRESETS,
     BratsCase,
     discover_brats_cases,
@@ -20,6 +19,7 @@ from medgan.readers import (
     read_nifti,
     resolve_naming,
 )
+from medgan.errors import InputError
 
 SHAPE = (32, 32, 20)
 LPS_AFFINE = np.array([[-1.0, 0, 0, 31], [0, -1.0, 0, 31], [0, 0, 1.0, 0], [0, 0, 0, 1]])
@@ -359,8 +359,8 @@ def test_prepare_brats_rejects_bad_settings_before_writing(tmp_path):
 
 
 def test_prepare_brats_label_channels_end_to_end(tmp_path):
-    from medgan.labels import label_channels
-    from medgan.preprocess.mri import extract_slices, resize_masks
+    from medgan.data.labels import label_channels
+    from medgan.data.preprocess.mri import extract_slices, resize_masks
 
     root = tmp_path / "brats"
     _write_case(root, "c1", seed=1)

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medgan.errors import InputError
-from medgan.preprocess import (
+from medgan.data.preprocess import (
     brain_mask,
     extract_slices,
     prepare_brats,
@@ -22,7 +21,8 @@ from medgan.preprocess import (
     slice_indices,
     zscore_in_mask,
 )
-from medgan.readers import discover_brats_cases, read_brats_case, read_nifti
+from medgan.data.readers import discover_brats_cases, read_brats_case, read_nifti
+from medgan.errors import InputError
 
 pytestmark = pytest.mark.realdata
 

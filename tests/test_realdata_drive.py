@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 from conftest import require_real_data
 
-from medgan.preprocess.fundus import (
+from medgan.data.preprocess.fundus_image import (
     estimate_fov,
     load_fundus_sample,
     locate_optic_disc,
     preprocess_for_vessel_segmentation,
 )
-from medgan.readers.fundus import discover_fundus_images, read_fundus_record
-from medgan.vessels import vessel_auc
+from medgan.data.readers.fundus import discover_fundus_images, read_fundus_record
+from medgan.data.vessels import vessel_auc
 
 pytestmark = pytest.mark.realdata
 
 # The optic disc's side in each photo, read by eye from the 20 photos (disc on the image's
-# right = right eye by the convention of medgan.preprocess.fundus).
+# right = right eye by the convention of medgan.data.preprocess.fundus).
 DISC_SIDE_BY_EYE = dict(zip([str(i) for i in range(21, 41)], "LRRRRLRRRRRRRRLRRRLR", strict=True))
 
 

@@ -32,10 +32,10 @@ import pytest
 from conftest import require_real_data
 from scipy import ndimage
 
-from medgan.prepared import load_prepared
-from medgan.preprocess.prostatex import DEFAULT_SCALE, prepare_prostatex, resample_patch
-from medgan.readers.dicom import read_dicom_series
-from medgan.readers.prostatex import discover_prostatex_patient, read_findings
+from medgan.data.prepared import load_prepared
+from medgan.data.preprocess.prostatex import DEFAULT_SCALE, prepare_prostatex, resample_patch
+from medgan.data.readers.dicom import read_dicom_series
+from medgan.data.readers.prostatex import discover_prostatex_patient, read_findings
 
 pytestmark = pytest.mark.realdata
 

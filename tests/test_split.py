@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medgan import train as train_module
+from medgan.data.prepared import PreparedDatasetWriter
+from medgan.data.split import assign_holdout, group_column, load_split, split_indices, write_split
 from medgan.errors import InputError
-from medgan.prepared import PreparedDatasetWriter
-from medgan.split import assign_holdout, group_column, load_split, split_indices, write_split
-from medgan.train import train_gan
+from medgan.training import train as train_module
+from medgan.training.train import train_gan
 
 
 def _meta(tmp_path, rows, name="meta.tsv"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medgan.analysis.synthetic_vessels import COLUMNS, real_vessel_auc, synthetic_vessel_auc
+from medgan.data.phantoms import make_phantoms
+from medgan.data.prepared import load_prepared
+from medgan.data.preprocess.fundus import prepare_fundus
+from medgan.data.vessels import train_vessel_unet_on_folder
 from medgan.errors import InputError
-from medgan.phantoms import make_phantoms
-from medgan.prepared import load_prepared
-from medgan.preprocess.fundus import prepare_fundus
-from medgan.synthetic_vessels import COLUMNS, real_vessel_auc, synthetic_vessel_auc
-from medgan.vessels import train_vessel_unet_on_folder
 
 N_IMAGES, SIZE = 6, 64
 # A tiny U-net on 24 px patches (the workflow's are 48 px; the code path is the same).

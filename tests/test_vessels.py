@@ -7,12 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from medgan.errors import InputError
-from medgan.models.unet import UNET_DEFAULTS, build_unet, resolve_unet_config
-from medgan.phantoms.fundus import make_fundus_phantoms
-from medgan.preprocess.fundus import load_segmentation_set
-from medgan.readers.fundus import discover_fundus_images
-from medgan.vessels import (
+from medgan.data.phantoms.fundus import make_fundus_phantoms
+from medgan.data.preprocess.fundus_image import load_segmentation_set
+from medgan.data.readers.fundus import discover_fundus_images
+from medgan.data.vessels import (
     crossval_vessel_auc,
     load_vessel_unet,
     save_vessel_unet,
@@ -21,6 +19,8 @@ from medgan.vessels import (
     train_vessel_unet_on_folder,
     vessel_auc,
 )
+from medgan.errors import InputError
+from medgan.models.unet import UNET_DEFAULTS, build_unet, resolve_unet_config
 
 # Tests train on 24 px patches (a quarter of the 48 px pixels) to stay fast; the code path is
 # the same as for 48.

@@ -4,8 +4,10 @@
 
 For every architecture x resolution x batch size, a generator and discriminator built from the
 architecture's defaults (plus ``--arch-config`` overrides) are trained on random data with a loss
-from :mod:`medgan.losses` (``--loss``, default ``gan``): one step is ``n_critic`` discriminator
-steps and one generator step, with Adam, exactly like :func:`medgan.train.train_step`. After
+from :mod:`medgan.training.losses` (``--loss``, default ``gan``): one step is ``n_critic``
+discriminator
+steps and one generator step, with Adam, exactly like :func:`medgan.training.train.train_step`.
+After
 ``--warmup`` steps, ``--steps`` steps are timed. Two modes run side by side in one process:
 
 * ``eager``: plain fp32 eager mode (TF32 off, cudnn.benchmark off);
@@ -38,8 +40,8 @@ from typing import Any
 import torch
 
 from medgan import __version__
-from medgan.losses import build_loss
 from medgan.models import ARCHITECTURES, build_discriminator, build_generator, resolved_config
+from medgan.training.losses import build_loss
 
 # dense bf16 tensor-core peaks (TFLOP/s), matched in order against the CUDA device name
 BF16_PEAK_TFLOPS: list[tuple[str, float]] = [
@@ -131,7 +133,7 @@ class _Setup:
         return contextlib.nullcontext()
 
     def step(self) -> None:
-        """``n_critic`` D steps then one G step, as :func:`medgan.train.train_step`."""
+        """``n_critic`` D steps then one G step, as :func:`medgan.training.train.train_step`."""
         G, D, loss = self.G_run, self.D_run, self.loss
         for _ in range(loss.n_critic):
             z = torch.randn(self.batch, self.latent_dim, device=self.dev)

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
-            from medgan.generate import write_synthetic
+            from medgan.training.generate import write_synthetic
 
             manifest = write_synthetic(args.checkpoint, args.out_dir, n=args.n, seed=args.seed,
                                        formats=args.formats, nifti_layout=args.nifti_layout,
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {manifest['n']} images ({', '.join(manifest['formats'])}) "
                   f"to {args.out_dir}")
         else:
-            from medgan.phantoms import make_phantoms
+            from medgan.data.phantoms import make_phantoms
 
             params = {"seed": args.seed}
             if args.n is not None:

@@ -116,7 +116,7 @@ def pick_images(
     data_dir: str | os.PathLike, channels: Sequence[str] | None, n_images: int, *, seed: int = 0
 ) -> np.ndarray:
     """``n_images`` images of a prepared dataset (``channels`` selected), drawn with ``seed``."""
-    from medgan.prepared import load_prepared
+    from medgan.data.prepared import load_prepared
 
     ds = load_prepared(data_dir, channels=None if channels is None else list(channels))
     n = ds.images.shape[0]

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from medgan.evaluate import evaluate_model
+from medgan.analysis.evaluate import evaluate_model
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

@@ -1,4 +1,4 @@
-from medgan.latent_analysis import interpolate_model
+from medgan.analysis.latent_analysis import interpolate_model
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

@@ -1,4 +1,4 @@
-from medgan.latent_analysis import invert_heldout
+from medgan.analysis.latent_analysis import invert_heldout
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

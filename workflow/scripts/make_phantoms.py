@@ -1,4 +1,4 @@
-from medgan.phantoms import make_phantoms
+from medgan.data.phantoms import make_phantoms
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

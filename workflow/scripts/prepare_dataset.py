@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from medgan.prepare import prepare_dataset
+from medgan.data.prepare import prepare_dataset
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

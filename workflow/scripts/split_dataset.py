@@ -1,5 +1,5 @@
+from medgan.data.split import write_split
 from medgan.runlog import log_to
-from medgan.split import write_split
 
 log_to(snakemake.log[0])
 h = snakemake.params.holdout

@@ -1,4 +1,4 @@
-from medgan.evaluate import study_metrics_table
+from medgan.analysis.evaluate import study_metrics_table
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

@@ -1,4 +1,4 @@
-from medgan.evaluate import evaluate_synthetic_vessels
+from medgan.analysis.evaluate import evaluate_synthetic_vessels
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

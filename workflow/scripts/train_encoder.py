@@ -1,4 +1,4 @@
-from medgan.encoder import train_encoder
+from medgan.analysis.encoder import train_encoder
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

@@ -1,4 +1,4 @@
-from medgan.evaluate import train_dataset_feature_net
+from medgan.analysis.evaluate import train_dataset_feature_net
 from medgan.runlog import log_to
 
 log_to(snakemake.log[0])

@@ -1,5 +1,5 @@
+from medgan.data.vessels import train_vessel_segmenter
 from medgan.runlog import log_to
-from medgan.vessels import train_vessel_segmenter
 
 log_to(snakemake.log[0])
 ds = snakemake.params.dataset

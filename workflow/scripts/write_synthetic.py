@@ -1,5 +1,5 @@
-from medgan.generate import write_synthetic
 from medgan.runlog import log_to
+from medgan.training.generate import write_synthetic
 
 log_to(snakemake.log[0])
 s = snakemake.params.synthetic

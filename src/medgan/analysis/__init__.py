@@ -1,0 +1,1 @@
+"""Stage 4: trained GAN -> metrics, encoder inversion, embeddings, interpolations."""

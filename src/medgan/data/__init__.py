@@ -1,0 +1,1 @@
+"""Stage 1-2: raw releases and phantoms -> prepared datasets (readers, preprocessing, splits)."""

@@ -1,0 +1,52 @@
+"""Prepare a dataset of any kind from its raw release: the entry point of stage 2."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def prepare_dataset(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    dataset: dict[str, Any],
+    name: str,
+    segmenter: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Prepare ``source`` (a release folder) into ``out_dir`` as configured by ``dataset``.
+
+    ``dataset`` is one entry of the config's ``datasets`` section (validated by the schema);
+    its configuration and the package version are recorded in ``dataset.json``. ``segmenter``
+    is the vessel U-net checkpoint a fundus dataset needs (trained by the workflow).
+    """
+    provenance = {"dataset": name, "config": dataset}
+    kind = dataset["kind"]
+    if kind == "brats":
+        from medgan.data.preprocess.brats import prepare_brats
+
+        return prepare_brats(
+            source,
+            out_dir,
+            naming=dataset.get("naming", "brats2017"),
+            sequences=tuple(dataset.get("sequences", ("T1", "T1c", "T2", "FLAIR"))),
+            mask=dataset.get("mask"),
+            provenance=provenance,
+            **dataset.get("preprocessing", {}),
+        )
+    prep = dict(dataset.get("preprocessing", {}))
+    if kind == "oasis":
+        from medgan.data.preprocess.oasis import prepare_oasis
+
+        return prepare_oasis(source, out_dir, provenance=provenance, **prep)
+    if kind == "prostatex":
+        from medgan.data.preprocess.prostatex import prepare_prostatex
+
+        return prepare_prostatex(source, out_dir, provenance=provenance, **prep)
+    if kind == "fundus":
+        from medgan.data.preprocess.fundus import prepare_fundus
+
+        return prepare_fundus(
+            source, out_dir, unet_checkpoint=segmenter, provenance=provenance, **prep
+        )
+    raise ValueError(f"dataset {name}: unknown kind {kind!r}")

@@ -1,0 +1,1 @@
+"""Stage 3: prepared dataset -> trained GAN (loop, state, losses, checkpoints, generation)."""
