@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from medgan.data.prepared import PreparedDatasetWriter
-from medgan.training import accel
-from medgan.training.checkpoint import load_checkpoint
-from medgan.training.train import (
+from medgan.training import (
+    accel,
     draw_latents,
     generate_images,
     load_generator,
     resolve_schedule,
     train_gan,
 )
+from medgan.training.checkpoint import load_checkpoint
 
 ARCH = {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8}
 SCHEDULE = {"steps": 2, "batch_size": 4, "log_every": 1, "sample_every": 0}

@@ -20,7 +20,7 @@ from medgan.analysis.encoder import (
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.errors import InputError
 from medgan.models import ARCHITECTURES
-from medgan.training.train import draw_latents, load_generator, train_gan
+from medgan.training import draw_latents, load_generator, train_gan
 
 SMALL = {
     "dcgan": {"width": 4, "max_width": 8},

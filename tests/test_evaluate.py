@@ -21,7 +21,7 @@ from medgan.analysis.metrics.controls import structured_images
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.data.split import write_split
 from medgan.errors import InputError
-from medgan.training.train import train_gan
+from medgan.training import train_gan
 
 SETTINGS = {"n_components": 4, "swd_patches_per_image": 8, "swd_directions": 16,
             "swd_repeats": 1, "msssim_pairs": 10, "kid_subsets": 2, "kid_subset_size": 6,

@@ -10,8 +10,8 @@ from PIL import Image
 from medgan.cli import main
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.errors import InputError
+from medgan.training import generate_images, train_gan
 from medgan.training.generate import read_manifest_rows, write_synthetic
-from medgan.training.train import generate_images, train_gan
 
 CHANNELS = ["T1", "FLAIR"]
 N = 5

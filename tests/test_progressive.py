@@ -8,9 +8,9 @@ import torch
 
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.models.pggan import pggan_schedule, stage_at
+from medgan.training import EpochSampler, generate_images, resolve_schedule, train_gan
 from medgan.training.checkpoint import load_checkpoint
 from medgan.training.progressive import ProgressiveSchedule, real_batch
-from medgan.training.train import EpochSampler, generate_images, resolve_schedule, train_gan
 
 ARCH = {"name": "pggan", "latent_dim": 8, "filters": 8, "mbstd_group_size": 2}
 # 16 px from 4 px: phases 4 stable, 8 fade, 8 stable, 16 fade, 16 stable of 2 steps: 10 steps
@@ -89,14 +89,14 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("reset", [False, True])
 def test_resume_across_a_fade_is_exact(data, whole, tmp_path, monkeypatch, reset):
-    import medgan.training.train
+    import medgan.training.loop
 
     schedule = {**SCHEDULE, "reset_optimizer_per_level": reset}
     if reset:
         whole = tmp_path / "whole"
         _train(data, whole, schedule=schedule)
     out = tmp_path / "killed"
-    real_step, calls = medgan.training.train.train_step, []
+    real_step, calls = medgan.training.loop.train_step, []
 
     def dying_step(*args, **kw):
         calls.append(1)
@@ -104,10 +104,10 @@ def test_resume_across_a_fade_is_exact(data, whole, tmp_path, monkeypatch, reset
             raise Killed
         return real_step(*args, **kw)
 
-    monkeypatch.setattr(medgan.training.train, "train_step", dying_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
     with pytest.raises(Killed):
         _train(data, out, schedule={**schedule, "checkpoint_every": 3})
-    monkeypatch.setattr(medgan.training.train, "train_step", real_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["step"] == 6
     assert ckpt["generator"]["_extra_state"] == {"level": 1, "alpha": 1.0}  # stage of step 6

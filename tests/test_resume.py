@@ -14,8 +14,8 @@ import torch
 
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.errors import InputError
+from medgan.training import train_gan
 from medgan.training.checkpoint import EXIT_INTERRUPTED, load_checkpoint
-from medgan.training.train import train_gan
 
 ARGS = {"channels": None, "resolution": 16, "seed": 3, "device": "cpu", "threads": 1,
         "progress": False,
@@ -80,10 +80,10 @@ class Killed(BaseException):
 
 
 def test_resume_after_a_kill_is_exact(data, uninterrupted, tmp_path, monkeypatch):
-    import medgan.training.train
+    import medgan.training.loop
 
     out = tmp_path / "killed"
-    real_step, calls = medgan.training.train.train_step, []
+    real_step, calls = medgan.training.loop.train_step, []
 
     def dying_step(*args, **kw):
         calls.append(1)
@@ -91,10 +91,10 @@ def test_resume_after_a_kill_is_exact(data, uninterrupted, tmp_path, monkeypatch
             raise Killed
         return real_step(*args, **kw)
 
-    monkeypatch.setattr(medgan.training.train, "train_step", dying_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
     with pytest.raises(Killed):
         _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
-    monkeypatch.setattr(medgan.training.train, "train_step", real_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
     assert not (out / "stats.jsonl").exists() and not (out / "run.json").exists()
     logged = [json.loads(r)["step"] for r in (out / "stats.jsonl.partial").read_text().splitlines()]
@@ -116,10 +116,10 @@ def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_
                                                       monkeypatch):
     import shutil
 
-    import medgan.training.train
+    import medgan.training.loop
 
     out, state = tmp_path / "out", tmp_path / "out.resume"
-    real_step, calls = medgan.training.train.train_step, []
+    real_step, calls = medgan.training.loop.train_step, []
 
     def dying_step(*args, **kw):
         calls.append(1)
@@ -128,10 +128,10 @@ def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_
         return real_step(*args, **kw)
 
     schedule = {**SCHEDULE, "checkpoint_every": 2}
-    monkeypatch.setattr(medgan.training.train, "train_step", dying_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
     with pytest.raises(Killed):
         _train(data, out, schedule=schedule, resume_dir=state)
-    monkeypatch.setattr(medgan.training.train, "train_step", real_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
     assert load_checkpoint(state / "checkpoint.pt")["step"] == 4
     shutil.rmtree(out)  # what Snakemake does to a failed job's outputs
     run = _train(data, out, schedule=schedule, resume_dir=state)
@@ -169,16 +169,16 @@ def test_a_different_config_is_refused(data, uninterrupted, tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import json, sys, time
-    import medgan.training.train
-    step = medgan.training.train.train_step
+    import medgan.training.loop
+    step = medgan.training.loop.train_step
 
     def slow_step(*a, **kw):  # slow enough to be caught mid-run; the numbers are unchanged
         step(*a, **kw)
         time.sleep(0.05)
 
-    medgan.training.train.train_step = slow_step
+    medgan.training.loop.train_step = slow_step
     args = json.loads(sys.argv[1])
-    medgan.training.train.train_gan(args.pop("data"), args.pop("out"), **args)
+    medgan.training.loop.train_gan(args.pop("data"), args.pop("out"), **args)
 """)
 
 
@@ -220,10 +220,10 @@ RANDOM_KILL_STEPS = sorted(np.random.default_rng(2026).choice(np.arange(4, 8), 2
 @pytest.mark.parametrize("kill_step", [int(k) for k in RANDOM_KILL_STEPS])
 def test_resume_after_a_kill_at_a_random_step_is_exact(data, uninterrupted, tmp_path,
                                                         monkeypatch, kill_step):
-    import medgan.training.train
+    import medgan.training.loop
 
     out = tmp_path / "killed"
-    real_step, calls = medgan.training.train.train_step, []
+    real_step, calls = medgan.training.loop.train_step, []
 
     def dying_step(*args, **kw):
         calls.append(1)
@@ -231,10 +231,10 @@ def test_resume_after_a_kill_at_a_random_step_is_exact(data, uninterrupted, tmp_
             raise Killed
         return real_step(*args, **kw)
 
-    monkeypatch.setattr(medgan.training.train, "train_step", dying_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
     with pytest.raises(Killed):
         _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
-    monkeypatch.setattr(medgan.training.train, "train_step", real_step)
+    monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
     last_checkpoint = 3 * ((kill_step - 1) // 3)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == last_checkpoint
     run = _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})

@@ -9,8 +9,8 @@ import pytest
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.data.split import assign_holdout, group_column, load_split, split_indices, write_split
 from medgan.errors import InputError
-from medgan.training import train as train_module
-from medgan.training.train import train_gan
+from medgan.training import data as training_data
+from medgan.training import train_gan
 
 
 def _meta(tmp_path, rows, name="meta.tsv"):
@@ -83,7 +83,7 @@ def test_bad_inputs_name_the_file(tmp_path):
 def test_training_never_reads_heldout_images(tmp_path, monkeypatch, preload):
     """Held-out images are NaN: one read of them would make the losses NaN and stop training."""
     if not preload:
-        monkeypatch.setattr(train_module, "PRELOAD_BYTES", 0)  # read batches from the memmap
+        monkeypatch.setattr(training_data, "PRELOAD_BYTES", 0)  # read batches from the memmap
     n = 24
     rng = np.random.default_rng(0)
     meta = [{"subject": f"s{i // 4}", "slice": i % 4} for i in range(n)]

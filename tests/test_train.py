@@ -8,13 +8,13 @@ import torch
 
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.errors import InputError
+from medgan.training import EpochSampler, generate_images, load_generator, train_gan
 from medgan.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from medgan.training.train import EpochSampler, generate_images, load_generator, train_gan
 
 ARCH = {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 16}
 ADAM = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
@@ -212,7 +212,7 @@ def test_ema_generator_is_used_for_generation(data, run_dir, tmp_path):
 
 
 def test_separate_learning_rates_and_generator_steps(data, tmp_path):
-    import medgan.training.train as train
+    import medgan.training.schedule as train
 
     opt = {**ADAM, "lr_g": 1e-3, "lr_d": 1e-4}
     out = tmp_path / "lr"
@@ -237,7 +237,7 @@ def test_separate_learning_rates_and_generator_steps(data, tmp_path):
     ({"ema_decay": "fast"}, "ema_decay"),
 ])
 def test_bad_schedule_values(schedule, match):
-    from medgan.training.train import resolve_schedule
+    from medgan.training import resolve_schedule
 
     with pytest.raises(ValueError, match=match):
         resolve_schedule(schedule)

@@ -6,7 +6,7 @@ For every architecture x resolution x batch size, a generator and discriminator 
 architecture's defaults (plus ``--arch-config`` overrides) are trained on random data with a loss
 from :mod:`medgan.training.losses` (``--loss``, default ``gan``): one step is ``n_critic``
 discriminator
-steps and one generator step, with Adam, exactly like :func:`medgan.training.train.train_step`.
+steps and one generator step, with Adam, exactly like :func:`medgan.training.step.train_step`.
 After
 ``--warmup`` steps, ``--steps`` steps are timed. Two modes run side by side in one process:
 
@@ -133,7 +133,7 @@ class _Setup:
         return contextlib.nullcontext()
 
     def step(self) -> None:
-        """``n_critic`` D steps then one G step, as :func:`medgan.training.train.train_step`."""
+        """``n_critic`` D steps then one G step, as :func:`medgan.training.step.train_step`."""
         G, D, loss = self.G_run, self.D_run, self.loss
         for _ in range(loss.n_critic):
             z = torch.randn(self.batch, self.latent_dim, device=self.dev)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from medgan.runlog import log_to
-from medgan.training.train import train_gan
+from medgan.training import train_gan
 
 log_to(snakemake.log[0])
 m = snakemake.params.model

@@ -46,13 +46,9 @@ from medgan.models import srresnet as srresnet_models
 from medgan.models.layers import MinibatchStddev
 from medgan.plotting import _pyplot, channel_windows, save_figure
 from medgan.training.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from medgan.training.train import (
-    build_optimizer,
-    draw_latents,
-    latent_distribution,
-    load_generator,
-    resolve_device,
-)
+from medgan.training.distributed import resolve_device
+from medgan.training.generate import load_generator
+from medgan.training.schedule import build_optimizer, draw_latents, latent_distribution
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     the dataset's feature-network checkpoint (needed by the ``domain`` metrics). Returns the
     metrics table (one row per scored set).
     """
-    from medgan.training.train import generate_from, load_generator
+    from medgan.training.generate import generate_from, load_generator
 
     settings = dict(settings or {})
     names = list(settings.get("include", DEFAULT_METRICS))
@@ -273,7 +273,7 @@ def evaluate_synthetic_vessels(checkpoint: str | os.PathLike, segmenter: str | o
     real images give the pipeline's baseline (their vessel channel is the U-net's output at
     preparation). Writes one row per image and a ``mean`` row per source."""
     from medgan.analysis.synthetic_vessels import real_vessel_auc, synthetic_vessel_auc
-    from medgan.training.train import generate_from, load_generator
+    from medgan.training.generate import generate_from, load_generator
 
     G, config = load_generator(checkpoint, device=device)
     data = load_prepared(data_dir)

@@ -228,7 +228,8 @@ def write_walk_gif(generator: nn.Module, keypoints_z: np.ndarray, path: str | os
 
 def _checkpoint_latents(checkpoint_path: str | os.PathLike, n: int, seed: int,
                         device: str) -> tuple[nn.Module, dict[str, Any], np.ndarray]:
-    from medgan.training.train import draw_latents, latent_distribution, load_generator
+    from medgan.training.generate import load_generator
+    from medgan.training.schedule import draw_latents, latent_distribution
 
     G, config = load_generator(checkpoint_path, device=device)
     z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),

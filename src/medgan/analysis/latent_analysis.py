@@ -45,7 +45,7 @@ def invert_heldout(checkpoint: str | os.PathLike, encoder: str | os.PathLike,
         reconstruct,
         reconstruction_table,
     )
-    from medgan.training.train import load_generator
+    from medgan.training.generate import load_generator
 
     data = load_model_data(checkpoint, data_dir, split)
     G, _ = load_generator(checkpoint, device=device)

@@ -39,7 +39,7 @@ def plot_real_grid(
 
 
 def _generate(checkpoint: str | os.PathLike, n_images: int, seed: int):
-    from medgan.training.train import generate_from, load_generator
+    from medgan.training.generate import generate_from, load_generator
 
     G, config = load_generator(checkpoint)
     return generate_from(G, config, n_images, seed=seed), list(config["channels"])

@@ -1,8 +1,13 @@
-"""Write synthetic images from a trained generator as files a user takes away for augmentation.
+"""Use a trained generator: load it from a checkpoint, generate images, write them as files.
 
-:func:`write_synthetic` draws ``n`` latents from a generator seeded with ``seed`` (the same
-latents, hence the same images, as :func:`medgan.training.train.generate_images` with that seed) and
-writes, into ``out_dir``:
+:func:`load_generator` reads the generator of a :func:`~medgan.training.loop.train_gan`
+checkpoint (the EMA one when kept) and its run's config; :func:`generate_images` /
+:func:`generate_from` give ``n`` images of a seed as an array; :func:`sample_images` runs a
+generator in eval mode (the loop's sample grid).
+
+Files a user takes away for augmentation: :func:`write_synthetic` draws ``n`` latents from a
+generator seeded with ``seed`` (the same latents, hence the same images, as
+:func:`generate_images` with that seed) and writes, into ``out_dir``:
 
 * ``nifti/`` (format ``"nifti"``): float32 gzipped NIfTI-1 files, the generator's output values
   unchanged. Layout ``"per_channel"``: one file ``<index>_<channel>.nii.gz`` of shape (H, W, 1)
@@ -17,7 +22,7 @@ writes, into ``out_dir``:
   window to the full integer range and clipped. The window of each channel is, in order of
   preference: ``config["dataset"]["display_range"]`` (one [low, high] per channel) if the
   checkpoint records it; the real data's [min, max] from ``config["dataset"]["channel_stats"]``
-  (recorded by :func:`medgan.training.train.train_gan`); else the 0.5/99.5 percentiles of that
+  (recorded by :func:`medgan.training.loop.train_gan`); else the 0.5/99.5 percentiles of that
   channel in
   each generated batch (so then the PNGs depend on ``batch_size``). ``manifest.json`` records the
   windows used.
@@ -26,7 +31,7 @@ writes, into ``out_dir``:
   written file (``nifti_<channel>`` / ``nifti`` for the multichannel layout, ``png_<channel>``),
   paths relative to ``out_dir``.
 * ``manifest.json``: checkpoint path and sha256, step, ``generator_weights`` (``ema`` when the
-  checkpoint kept an EMA generator, which :func:`~medgan.training.train.load_generator` then uses,
+  checkpoint kept an EMA generator, which :func:`load_generator` then uses,
   else
   ``trained``), model config, medgan version, ``n``,
   ``seed``, channel names, formats, layout, affine, PNG windows and dtype.
@@ -51,14 +56,79 @@ import torch
 from medgan import __version__
 from medgan.atomic import atomic_dir, write_json
 from medgan.errors import InputError
+from medgan.models import build_generator
 from medgan.plotting import channel_windows
 from medgan.training.checkpoint import file_sha256, load_checkpoint
-from medgan.training.train import draw_latents, latent_distribution, load_generator
+from medgan.training.distributed import resolve_device
+from medgan.training.schedule import draw_latents, latent_distribution, positive_int
 
 FORMATS = ("nifti", "png")
 NIFTI_LAYOUTS = ("per_channel", "multichannel")
 PNG_DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 LPS_1MM_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@torch.no_grad()
+def sample_images(G: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
+    """``G(z)`` in eval mode as a float32 array; restores G's train/eval mode afterwards."""
+    was_training = G.training
+    G.eval()
+    try:
+        return G(z).float().cpu().numpy()
+    finally:
+        G.train(was_training)
+
+
+def load_generator(checkpoint_path: str | os.PathLike, *, device: str = "cpu",
+                   ema: bool = True) -> tuple[torch.nn.Module, dict]:
+    """The generator of a :func:`train_gan` checkpoint, in eval mode, and the run's config.
+
+    With ``ema`` (default) the EMA generator is returned when the run kept one
+    (``schedule.ema_decay``), else the trained generator.
+    """
+    ckpt = load_checkpoint(checkpoint_path)
+    config = ckpt["config"]
+    try:
+        G = build_generator(config["architecture"], channels=len(config["channels"]),
+                            resolution=config["resolution"])
+        weights = ckpt.get("generator_ema") if ema else None
+        G.load_state_dict(weights if weights is not None else ckpt["generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise InputError(checkpoint_path, f"not a medgan GAN checkpoint ({err})") from err
+    return G.to(resolve_device(device)).eval(), config
+
+
+@torch.no_grad()
+def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0,
+                    batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """``n`` images (n, C, H, W) float32 from a checkpoint's generator in eval mode.
+
+    The latents are drawn at once from a generator seeded with ``seed``, from the run's
+    ``schedule.latent_distribution`` (:func:`latent_distribution`), so the result depends on
+    ``seed`` only, not on ``batch_size``. Eval mode uses BatchNorm's running statistics
+    (momentum 0.1, updated on every G forward in training, i.e. ``n_critic + 1`` times per
+    step); on synthetic data, eval-mode samples matched train-mode (batch-statistics) samples of
+    the same latents closely from the first few hundred steps on.
+    """
+    G, config = load_generator(checkpoint_path, device=device)
+    return generate_from(G, config, n, seed=seed, batch_size=batch_size)
+
+
+@torch.no_grad()
+def generate_from(G: torch.nn.Module, config: dict[str, Any], n: int, *, seed: int = 0,
+                  batch_size: int = 256) -> np.ndarray:
+    """:func:`generate_images` for a generator already loaded by :func:`load_generator`
+    (``config``: the run's config it returned)."""
+    positive_int(n, "n", minimum=0)
+    positive_int(batch_size, "batch_size")
+    z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
+                     generator=torch.Generator().manual_seed(seed))
+    res = getattr(G, "current_resolution", config["resolution"])  # pggan: its saved stage
+    out = np.empty((n, len(config["channels"]), res, res), dtype=np.float32)
+    dev = next(G.parameters()).device
+    for i in range(0, n, batch_size):
+        out[i:i + batch_size] = G(z[i:i + batch_size].to(dev)).float().cpu().numpy()
+    return out
 
 
 def _safe_name(channel: str) -> str:

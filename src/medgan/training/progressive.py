@@ -1,5 +1,5 @@
 """Progressive growing (Karras et al. 2018; Beers et al. 2018) in
-:func:`medgan.training.train.train_gan`.
+:func:`medgan.training.loop.train_gan`.
 
 When the architecture is ``pggan`` the training schedule gains these keys (refused for every
 other architecture):

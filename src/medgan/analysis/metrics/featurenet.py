@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from medgan.atomic import atomic_path
 from medgan.errors import InputError
 from medgan.training.checkpoint import load_checkpoint
-from medgan.training.train import resolve_device
+from medgan.training.distributed import resolve_device
 
 KIND = "medgan.featurenet"
 CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on CPU (oneDNN)

@@ -1,0 +1,262 @@
+"""The training loop: :func:`train_gan` trains an unconditional GAN on a prepared dataset.
+
+:func:`train_gan` is the one training loop: any architecture of :mod:`medgan.models`, any loss
+object of :mod:`medgan.training.losses`, optimisers from config. Each training step runs
+``n_critic``
+discriminator steps (each on a fresh real batch and fresh latents, followed by the loss's
+``after_d_step`` hook, e.g. WGAN weight clipping), then ``g_steps`` generator steps (each on fresh
+latents), then updates the optional EMA copy of the generator (``schedule.ema_decay``).
+
+A run directory holds (each file written atomically; ``run.json`` last):
+
+* ``checkpoint.pt``: a plain dict (see :mod:`medgan.training.checkpoint`) loadable with
+  ``torch.load(..., weights_only=True)``: G, D, both optimisers, the EMA generator (or None),
+  ``step``, config, every RNG state (python, numpy, torch, data order, latents), the data
+  sampler's position and the running log sums. Written every ``schedule.checkpoint_every``
+  steps (0: only at the end), on SIGTERM, and at the end;
+* ``stats.jsonl``: one JSON object per logged step: ``step``, ``d_loss``, ``g_loss``, the loss's
+  own statistics (``d_real``, ``d_fake``, ``wasserstein``), ``images_per_s`` (real images shown
+  to D per second), ``s_per_step`` (seconds per generator step), ``elapsed_s``; progressive
+  (``pggan``) runs add the stage of the logged step: ``level``, ``alpha``, ``resolution``,
+  ``batch_size``;
+* ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
+* ``losses.png``: the loss curves of ``stats.jsonl`` (written at the end);
+* ``run.json``: config, provenance, seed, versions, device and timing.
+
+While training, the log is ``stats.jsonl.partial``, renamed to ``stats.jsonl`` at the end.
+
+Progressive growing: with architecture ``pggan`` the schedule takes ``steps_per_phase``,
+``batch_sizes``, ``start_resolution`` and ``reset_optimizer_per_level`` instead of ``batch_size``,
+and every step trains the stage (level, fade alpha, batch size) that its step number gives; see
+:mod:`medgan.training.progressive`. The final stage is the full resolution, so the samples,
+checkpoint and
+generated images are full size.
+
+Resuming: if ``out_dir`` holds a ``checkpoint.pt`` (and ``resume=True``, the default) whose config
+equals the current one (``schedule`` keys ``steps``, ``log_every``, ``sample_every`` and
+``checkpoint_every`` may differ; ``steps`` may grow), training continues from its step, with the
+log's rows up to that step kept. On CPU with the same thread count the resumed run's weights equal
+an uninterrupted run's bit for bit. SIGTERM makes the loop finish the current step, write a
+checkpoint and raise :class:`~medgan.training.checkpoint.TrainingInterrupted` (exit status 75).
+
+Latents: ``schedule.latent_distribution`` ``"normal"`` (default, N(0, 1)) or ``"uniform"``
+(U(-1, 1), Delplace) is used for every latent the trainer draws (training and sample latents) and,
+recorded in the checkpoint's config, by :func:`~medgan.training.generate.generate_images` (see
+:func:`~medgan.training.schedule.draw_latents`).
+
+Speed: ``performance`` switches (bf16 autocast, channels-last, TF32, cuDNN benchmark,
+``torch.compile``) act on CUDA only; see :mod:`medgan.training.accel`.
+
+Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, through
+:class:`numpy.random.SeedSequence`, three independent ``torch.Generator`` streams: data order,
+training latents, and the fixed sample latents. On CPU, the same seed and thread count give
+bit-identical weights.
+
+Where things are (read this module first, then :mod:`medgan.training.step`):
+:mod:`~medgan.training.run` resolves the arguments into a ``TrainingRun``;
+:mod:`~medgan.training.state` builds, saves and loads the ``TrainingState`` (models, optimisers,
+EMA, RNG streams, sampler); :mod:`~medgan.training.data` samples real batches;
+:mod:`~medgan.training.step` is one training step; :mod:`~medgan.training.stats` writes the
+log; :mod:`~medgan.training.schedule` holds the schedule and optimiser configs;
+:mod:`~medgan.training.distributed` the device and the processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from medgan.atomic import write_json
+from medgan.plotting import plot_loss_curves, save_image_grid
+from medgan.training import accel
+from medgan.training.checkpoint import (
+    TrainingInterrupted,
+    continue_stats,
+    save_checkpoint,
+    sigterm_requested,
+)
+from medgan.training.data import RealBatches
+from medgan.training.distributed import Ranks
+from medgan.training.generate import sample_images
+from medgan.training.progressive import Stage, stage_log
+from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
+from medgan.training.schedule import draw_latents
+from medgan.training.state import TrainingState
+from medgan.training.stats import StatsLog
+from medgan.training.step import train_step
+
+log = logging.getLogger(__name__)
+
+
+def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+              channels: list[str] | None, resolution: int, architecture: dict, loss: dict,
+              optimizer: dict, schedule: dict, seed: int, device: str = "auto",
+              threads: int | None = None, provenance: dict | None = None,
+              progress: bool = True, resume: bool = True,
+              resume_dir: str | os.PathLike | None = None,
+              performance: dict | None = None,
+              split: str | os.PathLike | None = None) -> dict:
+    """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
+
+    ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
+    ``optimizer`` (one config for G and D; ``lr_g`` / ``lr_d`` override ``lr``) and ``schedule``
+    are config dicts (see :mod:`medgan.models`, :mod:`medgan.training.losses`,
+    :func:`~medgan.training.schedule.resolve_optimizer`,
+    :func:`~medgan.training.schedule.resolve_schedule`). ``resume``: continue from
+    ``out_dir/checkpoint.pt`` if present
+    (its config must match, else :class:`InputError` naming the file and the differing key);
+    ``False`` starts afresh and overwrites it. ``resume_dir`` (default ``out_dir``) holds the
+    interim checkpoints and the partial log instead, and is emptied at the end: a directory that
+    a workflow manager does not delete before retrying a job (Snakemake removes a job's declared
+    outputs). ``performance``: CUDA speed switches of :mod:`medgan.training.accel` (no-ops on CPU;
+    recorded in the config, but a resumed run may change them). ``split``: a ``split.tsv``
+    (:mod:`medgan.data.split`); only its training rows are trained on (None: every image). Returns
+    the ``run.json`` content. On SIGTERM raises
+    :class:`~medgan.training.checkpoint.TrainingInterrupted` after writing a checkpoint.
+    """
+    t_start = time.perf_counter()
+    run = prepare_run(data_dir, out_dir, channels=channels, resolution=resolution,
+                      architecture=architecture, loss=loss, optimizer=optimizer,
+                      schedule=schedule, seed=seed, device=device, threads=threads,
+                      performance=performance, split=split)
+    state = TrainingState.create(run.config, device=run.device, n_images=run.n_images,
+                                 batch_size=run.first_batch_size)
+    loop = TrainingLoop(run, state, files=RunFiles.of(run.out_dir, resume_dir),
+                        resume=resume, progress=progress)
+    loop.train()
+    return loop.finish(t_start=t_start, provenance=provenance)
+
+
+class TrainingLoop:
+    """Runs the steps of ``run`` on ``state`` from where it stands to ``schedule.steps``;
+    writes the log, checkpoints and samples of the run directory ``files``."""
+
+    def __init__(self, run: TrainingRun, state: TrainingState, *, files: RunFiles,
+                 resume: bool = True, progress: bool = True, ranks: Ranks | None = None):
+        self.run, self.state, self.files, self.progress = run, state, files, progress
+        self.ranks = ranks or Ranks()
+        self.batches = RealBatches(run.images, run.rows, state.sampler, run.device,
+                                   run.performance)
+        self.batch_size = state.sampler.batch_size
+        self.stage: Stage | None = None  # progressive runs: the stage of the current step
+        # a gradient penalty differentiates D's input gradient: keep that D step in float32
+        self.autocast_d = functools.partial(accel.autocast, run.performance, run.device,
+                                            enabled=not accel.has_gradient_penalty(run.loss))
+        self.autocast_g = functools.partial(accel.autocast, run.performance, run.device)
+        self.start_step, rows = 0, []
+        found = files.resumable()
+        if resume and found:
+            self.start_step = state.resume(found)
+            rows = continue_stats([files.partial_stats, files.stats], self.start_step)
+        files.out.mkdir(parents=True, exist_ok=True)
+        files.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = StatsLog(files.partial_stats, rows, run_name=str(files.out))
+        self.train_s = 0.0
+
+    # --- what one step draws ------------------------------------------------------------------
+
+    def next_real(self) -> torch.Tensor:
+        """The next real batch (the one place training reads real images)."""
+        return self.batches.next(self.batch_size, self.stage)
+
+    def next_z(self) -> torch.Tensor:
+        """Fresh training latents for one batch."""
+        return draw_latents(self.batch_size, self.state.G.latent_dim,
+                            distribution=self.run.schedule["latent_distribution"],
+                            generator=self.state.generators["noise"], device=self.run.device)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train to ``schedule.steps``; on a stop request, checkpoint and raise
+        :class:`TrainingInterrupted`."""
+        steps = self.run.schedule["steps"]
+        bar = tqdm(total=steps, initial=self.start_step, desc=f"train {self.files.out.name}",
+                   unit="step", disable=not self.progress, mininterval=1.0)
+        with sigterm_requested() as sigterm, self.log:
+            for step in range(self.start_step + 1, steps + 1):
+                self.train_one(step)
+                bar.update(1)
+                if step % self.run.schedule["log_every"] == 0 or step == steps:
+                    row = self.log.write_row(step, stage_log(self.stage) if self.stage else {},
+                                             self.state.stats.means())
+                    bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
+                if step == steps:
+                    break
+                stop = self.stop_requested(sigterm)
+                every = self.run.schedule["checkpoint_every"]
+                if stop or (every and step % every == 0):
+                    self.save_checkpoint(step)
+                if stop:
+                    bar.close()
+                    interrupted = TrainingInterrupted(self.files.checkpoint, step)
+                    log.warning("%s", interrupted)
+                    raise interrupted
+                sample_every = self.run.schedule["sample_every"]
+                if sample_every and step % sample_every == 0:
+                    with self.log.paused():
+                        self.write_samples()
+            bar.close()
+            self.train_s = self.log.train_s
+            self.save_checkpoint(steps, final=True)
+            self.write_samples()
+
+    def train_one(self, step: int) -> None:
+        """Training step ``step``: enter its stage (progressive), train, update the EMA."""
+        state, progressive = self.state, self.run.progressive
+        if progressive:
+            stage = progressive.enter(step, state.stage_models, state.optimizers)
+            self.stage = stage._replace(
+                batch_size=min(stage.batch_size, self.run.n_images))
+            self.batch_size = self.stage.batch_size
+        train_step(state.G_train, state.D_train, self.run.loss, state.opt_g, state.opt_d,
+                   self.next_real, self.next_z, state.stats,
+                   autocast_d=self.autocast_d, autocast_g=self.autocast_g)
+        if state.ema:
+            state.ema.update(state.G)
+        self.log.count_step(self.run.loss.n_critic * self.batch_size)
+
+    def stop_requested(self, sigterm: dict[str, bool]) -> bool:
+        """Whether to stop after this step (checkpoint, then :class:`TrainingInterrupted`):
+        SIGTERM arrived. The one place the loop decides to stop early."""
+        return self.ranks.any(sigterm["stop"])
+
+    # --- files --------------------------------------------------------------------------------
+
+    def save_checkpoint(self, step: int, *, final: bool = False) -> None:
+        """The checkpoint after ``step``: the interim one, or (``final``) the run's output."""
+        with self.log.paused():
+            self.log.flush()
+            path = self.files.final_checkpoint if final else self.files.checkpoint
+            save_checkpoint(path, self.state.checkpoint(step))
+
+    def write_samples(self) -> None:
+        save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z),
+                        self.files.out / "samples.png", channel_names=self.run.config["channels"],
+                        value_ranges=self.run.sample_ranges,
+                        ncols=8 if len(self.run.config["channels"]) == 1 else 4)
+
+    def finish(self, *, t_start: float, provenance: dict | None) -> dict[str, Any]:
+        """Put the log in place, plot it, empty the resume directory and write ``run.json``
+        (last: it marks the run complete); returns its content."""
+        files, run = self.files, self.run
+        self.log.close_into(files.stats)
+        plot_loss_curves(files.stats, files.out / "losses.png",
+                         title=f"{files.out.name}: {run.config['architecture']['name']}, "
+                               f"{run.config['loss']['name']}")
+        if files.state_dir != files.out:
+            files.checkpoint.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                files.state_dir.rmdir()  # if empty
+        record = run_record(run, provenance=provenance, start_step=self.start_step,
+                            t_start=t_start, train_s=self.train_s,
+                            images_trained=self.log.images_trained, final=self.log.last_row)
+        write_json(files.out / "run.json", record)
+        return record

@@ -1,0 +1,63 @@
+"""One training step of a GAN: ``n_critic`` discriminator steps, then ``g_steps`` generator
+steps (:func:`train_step`); the same on one process or many (the models passed in are then the
+distributed ones, see :mod:`medgan.training.distributed`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from medgan.training.stats import StatsAccumulator
+
+
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    """L2 norm of all parameter gradients of ``module``: a device tensor, no host sync."""
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer, next_real: Callable[[], torch.Tensor],
+               next_z: Callable[[], torch.Tensor], stats: StatsAccumulator, *,
+               autocast_d: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               autocast_g: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               ) -> None:
+    """One training step: ``loss.n_critic`` discriminator steps, then ``loss.g_steps``
+    generator steps.
+
+    Each discriminator step uses a fresh real batch and fresh latents, and is followed by the
+    loss's ``after_d_step`` hook; each generator step uses fresh latents. Losses, the norms of
+    the parameter gradients (``d_grad_norm``, ``g_grad_norm``) and loss statistics are added to
+    ``stats`` (no host sync). ``autocast_d`` / ``autocast_g`` give the
+    context (e.g. :func:`medgan.training.accel.autocast`) around the forward passes and loss of the
+    discriminator / generator steps; backward runs outside it.
+    """
+    G.train()
+    D.train()
+    for _ in range(loss.n_critic):
+        real = next_real()
+        with autocast_d():
+            with torch.no_grad():
+                fake = G(next_z())
+            d_loss, d_stats = loss.d_loss(D, real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_grad_norm = _grad_norm(D)
+        opt_d.step()
+        loss.after_d_step(D)
+        stats.add({"d_loss": d_loss, "d_grad_norm": d_grad_norm, **d_stats})
+
+    D.requires_grad_(False)  # no parameter gradients for D in the generator step
+    try:
+        for _ in range(getattr(loss, "g_steps", 1)):
+            with autocast_g():
+                g_loss, g_stats = loss.g_loss(D, G(next_z()))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_grad_norm = _grad_norm(G)
+            opt_g.step()
+            stats.add({"g_loss": g_loss, "g_grad_norm": g_grad_norm, **g_stats})
+    finally:
+        D.requires_grad_(True)
