@@ -52,11 +52,18 @@ def _require_browser() -> None:
 def kit(tmp_path_factory):
     root = tmp_path_factory.mktemp("vtt")
     blocks = toy_blocks(n_real=2, n_synthetic=2, size=16, seed=3)
-    kit = assemble_kit(blocks, name="toy", seed=5, confidence=True,
-                       second_round={"clue": "real_examples", "text": "Look at the edges.",
-                                     "n_examples": 2})
-    paths = {"page": root / "page" / "vtt_toy.html", "key": root / "key" / "answer_key.tsv",
-             "record": root / "key" / "kit.json"}
+    kit = assemble_kit(
+        blocks,
+        name="toy",
+        seed=5,
+        confidence=True,
+        second_round={"clue": "real_examples", "text": "Look at the edges.", "n_examples": 2},
+    )
+    paths = {
+        "page": root / "page" / "vtt_toy.html",
+        "key": root / "key" / "answer_key.tsv",
+        "record": root / "key" / "kit.json",
+    }
     write_kit(kit, page_path=paths["page"], key_path=paths["key"], record_path=paths["record"])
     return kit, paths
 
@@ -71,18 +78,30 @@ def driver(tmp_path):
     downloads.mkdir()
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={WIDTH},{HEIGHT}",
-                "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
+    opts.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
     drv.set_page_load_timeout(20)
-    drv.execute_cdp_cmd("Browser.setDownloadBehavior",
-                        {"behavior": "allow", "downloadPath": str(downloads)})
+    drv.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     drv.downloads = downloads
     try:
         yield drv
@@ -102,8 +121,8 @@ def scripted(reader: str, rnd: int, truth: str, model: str) -> tuple[str, int]:
 
 def _screen(drv) -> str:
     return drv.execute_script(
-        "return document.querySelector('.screen.on') ? "
-        "document.querySelector('.screen.on').id : ''")
+        "return document.querySelector('.screen.on') ? document.querySelector('.screen.on').id : ''"
+    )
 
 
 def _count(drv) -> str:
@@ -174,12 +193,17 @@ def _expected(key: pd.DataFrame, readers: list[str]) -> dict:
         for model, block in key.groupby("model"):
             calls = {r: [scripted(r, rnd, t, model)[0] for t in block["truth"]] for r in readers}
             for r in readers:
-                c = {f"{x}_as_{y}": sum(t == x and a == y for t, a in
-                                        zip(block["truth"], calls[r], strict=True))
-                     for x in ("real", "synthetic") for y in ("real", "synthetic")}
+                c = {
+                    f"{x}_as_{y}": sum(
+                        t == x and a == y for t, a in zip(block["truth"], calls[r], strict=True)
+                    )
+                    for x in ("real", "synthetic")
+                    for y in ("real", "synthetic")
+                }
                 counts[(rnd, model, r)] = c
             counts[(rnd, model, "pooled")] = {
-                k: sum(counts[(rnd, model, r)][k] for r in readers) for k in c}
+                k: sum(counts[(rnd, model, r)][k] for r in readers) for k in c
+            }
             # Fleiss' kappa with 2 raters, written out: observed vs chance agreement
             agree = np.mean([calls["R1"][i] == calls["R2"][i] for i in range(len(block))])
             p_syn = np.mean([a == "synthetic" for r in readers for a in calls[r]])
@@ -209,22 +233,29 @@ def test_two_readers_answer_download_and_score(kit, driver, tmp_path):
     doc = json.loads((answers_dir / f"vtt_toy_{kit_obj.kit_id}_R1.json").read_text())
     assert (doc["kit_id"], doc["reader"], len(doc["answers"])) == (kit_obj.kit_id, "R1", 16)
 
-    table = score_answers(answers_dir=answers_dir, key_path=paths["key"],
-                          record_path=paths["record"], table1_path=tmp_path / "t1.tsv",
-                          scores_path=tmp_path / "scores.tsv",
-                          readers_path=tmp_path / "readers.tsv", figure_path=tmp_path / "f.png")
+    table = score_answers(
+        answers_dir=answers_dir,
+        key_path=paths["key"],
+        record_path=paths["record"],
+        table1_path=tmp_path / "t1.tsv",
+        scores_path=tmp_path / "scores.tsv",
+        readers_path=tmp_path / "readers.tsv",
+        figure_path=tmp_path / "f.png",
+    )
     want = _expected(key, ["R1", "R2"])
     for (rnd, model, reader), counts in want["counts"].items():
-        row = table[(table["round"] == rnd) & (table["model"] == model)
-                    & (table["reader"] == reader)]
+        row = table[
+            (table["round"] == rnd) & (table["model"] == model) & (table["reader"] == reader)
+        ]
         assert len(row) == 1
         assert {k: int(row.iloc[0][k]) for k in counts} == counts, (rnd, model, reader)
         n = sum(counts.values())
         acc = (counts["real_as_real"] + counts["synthetic_as_synthetic"]) / n
         assert row.iloc[0]["accuracy"] == pytest.approx(acc, abs=1e-12)
     for (rnd, model), kappa in want["kappa"].items():
-        row = table[(table["round"] == rnd) & (table["model"] == model)
-                    & (table["reader"] == "pooled")]
+        row = table[
+            (table["round"] == rnd) & (table["model"] == model) & (table["reader"] == "pooled")
+        ]
         got = row.iloc[0]["fleiss_kappa"]
         assert (np.isnan(got) and np.isnan(kappa)) or got == pytest.approx(kappa, abs=1e-12)
     # the confidences the script gave are the ones scored
@@ -254,8 +285,10 @@ def test_screenshot_at_laptop_size(kit, driver, tmp_path):
         assert r["width"] >= 300 and r["height"] >= 300, r  # shown large
         assert r["x"] >= 0 and r["y"] >= 0
         assert r["x"] + r["width"] <= width and r["y"] + r["height"] <= height
-        crop = shot[int(r["y"]) + 2:int(r["y"] + r["height"]) - 2,
-                    int(r["x"]) + 2:int(r["x"] + r["width"]) - 2]
+        crop = shot[
+            int(r["y"]) + 2 : int(r["y"] + r["height"]) - 2,
+            int(r["x"]) + 2 : int(r["x"] + r["width"]) - 2,
+        ]
         # the disc of the toy image: bright pixels and dark pixels, not a blank box
         assert crop.max() > 180 and crop.min() < 60 and crop.std() > 40
     image_bottom = max(i.rect["y"] + i.rect["height"] for i in images)
@@ -266,6 +299,8 @@ def test_screenshot_at_laptop_size(kit, driver, tmp_path):
         assert r["y"] >= image_bottom - 1, name  # below the image, not over it
         assert r["x"] >= 0 and r["x"] + r["width"] <= width, name
         assert r["y"] + r["height"] <= height, f"{name} is below the fold: {r}"
-        crop = shot[int(r["y"]) + 3:int(r["y"] + r["height"]) - 3,
-                    int(r["x"]) + 3:int(r["x"] + r["width"]) - 3]
+        crop = shot[
+            int(r["y"]) + 3 : int(r["y"] + r["height"]) - 3,
+            int(r["x"]) + 3 : int(r["x"] + r["width"]) - 3,
+        ]
         assert crop.std() > 10, f"{name}: no label drawn"  # the button's text is rendered

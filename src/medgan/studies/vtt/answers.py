@@ -32,9 +32,11 @@ def answer_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder of answer files")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in ANSWER_SUFFIXES
-                   and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in ANSWER_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise InputError(folder, "holds no answer files (*.json or *.csv from the reader page)")
     return files
@@ -46,10 +48,10 @@ def _read_json(path: Path) -> tuple[str, str, list[dict[str, Any]]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(path, f"is not a readable JSON answer file ({err})") from err
     if not isinstance(doc, dict) or doc.get("format") != ANSWERS_FORMAT:
-        raise InputError(path, f"is not a medgan answer file (no \"format\": \"{ANSWERS_FORMAT}\")")
+        raise InputError(path, f'is not a medgan answer file (no "format": "{ANSWERS_FORMAT}")')
     answers = doc.get("answers")
     if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-        raise InputError(path, "\"answers\" must be a list of objects, one per image")
+        raise InputError(path, '"answers" must be a list of objects, one per image')
     return doc.get("kit_id"), doc.get("reader"), answers
 
 
@@ -62,14 +64,25 @@ def _read_csv(path: Path) -> tuple[str, str, list[dict[str, Any]]]:
         raise InputError(path, f"is not a readable CSV answer file ({err})") from err
     missing = [c for c in CSV_COLUMNS if c not in header]
     if not rows or missing:
-        raise InputError(path, f"is not a medgan answer file (missing column(s) {missing})"
-                         if missing else "has no answer rows")
+        raise InputError(
+            path,
+            f"is not a medgan answer file (missing column(s) {missing})"
+            if missing
+            else "has no answer rows",
+        )
     for col in ("kit_id", "reader"):
         values = sorted({r[col] for r in rows})
         if len(values) != 1:
             raise InputError(path, f"names several values of {col}: {values[:3]}")
-    answers = [{"round": r["round"], "item": r["item"], "answer": r["answer"],
-                "confidence": r["confidence"]} for r in rows]
+    answers = [
+        {
+            "round": r["round"],
+            "item": r["item"],
+            "answer": r["answer"],
+            "confidence": r["confidence"],
+        }
+        for r in rows
+    ]
     return rows[0]["kit_id"], rows[0]["reader"], answers
 
 
@@ -86,29 +99,50 @@ def _int(value: Any) -> int | None:
 def _check_answer(path: Path, i: int, a: dict[str, Any], levels: int) -> dict[str, Any]:
     rnd, item, label, conf = a.get("round"), a.get("item"), a.get("answer"), a.get("confidence")
     if _int(rnd) is None or not isinstance(item, str) or label not in LABELS:
-        raise InputError(path, f"answer {i + 1} is not a round number, an item id and "
-                               f"'real'/'synthetic' (got {rnd!r}, {item!r}, {label!r})")
+        raise InputError(
+            path,
+            f"answer {i + 1} is not a round number, an item id and "
+            f"'real'/'synthetic' (got {rnd!r}, {item!r}, {label!r})",
+        )
     if conf in ("", None):
         conf = None
     elif _int(conf) is None or not 1 <= _int(conf) <= max(levels, 1) or not levels:
-        raise InputError(path, f"answer {i + 1} (item {item}) has confidence {conf!r}; "
-                               + (f"expected 1-{levels}" if levels else "this kit asks for none"))
+        raise InputError(
+            path,
+            f"answer {i + 1} (item {item}) has confidence {conf!r}; "
+            + (f"expected 1-{levels}" if levels else "this kit asks for none"),
+        )
     if levels and conf is None:
-        raise InputError(path, f"answer {i + 1} (item {item}) has no confidence; the kit asks "
-                               f"for one of 1-{levels}")
-    return {"round": _int(rnd), "item": item, "answer": label,
-            "confidence": None if conf is None else _int(conf)}
+        raise InputError(
+            path,
+            f"answer {i + 1} (item {item}) has no confidence; the kit asks for one of 1-{levels}",
+        )
+    return {
+        "round": _int(rnd),
+        "item": item,
+        "answer": label,
+        "confidence": None if conf is None else _int(conf),
+    }
 
 
-def read_answer_file(path: str | os.PathLike, *, kit_id: str, items: Sequence[str],
-                     rounds: Sequence[int], levels: int) -> pd.DataFrame:
+def read_answer_file(
+    path: str | os.PathLike,
+    *,
+    kit_id: str,
+    items: Sequence[str],
+    rounds: Sequence[int],
+    levels: int,
+) -> pd.DataFrame:
     """One checked answer file as a table (reader, round, item, answer, confidence)."""
     path = Path(path)
     reader_fn = _read_csv if path.suffix.lower() == ".csv" else _read_json
     file_kit, reader, raw = reader_fn(path)
     if file_kit != kit_id:
-        raise InputError(path, f"answers kit {file_kit!r}, not this kit {kit_id!r} "
-                               "(a file for another kit or another version of it)")
+        raise InputError(
+            path,
+            f"answers kit {file_kit!r}, not this kit {kit_id!r} "
+            "(a file for another kit or another version of it)",
+        )
     if not isinstance(reader, str) or not reader.strip():
         raise InputError(path, "names no reader id")
     rows = [_check_answer(path, i, a, levels) for i, a in enumerate(raw)]
@@ -116,40 +150,57 @@ def read_answer_file(path: str | os.PathLike, *, kit_id: str, items: Sequence[st
     known = set(items)
     unknown = sorted(set(table["item"]) - known)
     if unknown:
-        raise InputError(path, f"answers {len(unknown)} image(s) that are not in the kit: "
-                               f"{unknown[:3]}")
+        raise InputError(
+            path, f"answers {len(unknown)} image(s) that are not in the kit: {unknown[:3]}"
+        )
     bad_rounds = sorted(set(table["round"]) - set(rounds))
     if bad_rounds:
         raise InputError(path, f"has round(s) {bad_rounds}; the kit has {list(rounds)}")
     dup = table[table.duplicated(["round", "item"], keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        raise InputError(path, f"answers {dup[['round', 'item']].drop_duplicates().shape[0]} "
-                               f"image(s) more than once (e.g. item {first['item']} in round "
-                               f"{first['round']})")
+        raise InputError(
+            path,
+            f"answers {dup[['round', 'item']].drop_duplicates().shape[0]} "
+            f"image(s) more than once (e.g. item {first['item']} in round "
+            f"{first['round']})",
+        )
     for rnd in rounds:
         done = set(table.loc[table["round"] == rnd, "item"])
         missing = [i for i in items if i not in done]
         if missing:
-            raise InputError(path, f"misses {len(missing)} of {len(items)} answers in round "
-                                   f"{rnd} (e.g. {missing[:3]})")
+            raise InputError(
+                path,
+                f"misses {len(missing)} of {len(items)} answers in round "
+                f"{rnd} (e.g. {missing[:3]})",
+            )
     table.insert(0, "reader", reader.strip())
     table["file"] = path.name
     return table
 
 
-def read_answers(folder: str | os.PathLike, *, kit_id: str, items: Sequence[str],
-                 rounds: Sequence[int], levels: int) -> pd.DataFrame:
+def read_answers(
+    folder: str | os.PathLike,
+    *,
+    kit_id: str,
+    items: Sequence[str],
+    rounds: Sequence[int],
+    levels: int,
+) -> pd.DataFrame:
     """Every answer file of ``folder``, checked, as one table; one file per reader id."""
-    tables = [read_answer_file(p, kit_id=kit_id, items=items, rounds=rounds, levels=levels)
-              for p in answer_files(folder)]
+    tables = [
+        read_answer_file(p, kit_id=kit_id, items=items, rounds=rounds, levels=levels)
+        for p in answer_files(folder)
+    ]
     seen: dict[str, str] = {}
     for t in tables:
         reader, name = t["reader"].iloc[0], t["file"].iloc[0]
         if reader in seen:
-            raise InputError(Path(folder) / name,
-                             f"is a second answer file of reader {reader!r} (the other is "
-                             f"{seen[reader]}); keep one file per reader - answers of two "
-                             "files are never merged")
+            raise InputError(
+                Path(folder) / name,
+                f"is a second answer file of reader {reader!r} (the other is "
+                f"{seen[reader]}); keep one file per reader - answers of two "
+                "files are never merged",
+            )
         seen[reader] = name
     return pd.concat(tables, ignore_index=True)

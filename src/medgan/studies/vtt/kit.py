@@ -34,8 +34,19 @@ from medgan.studies.vtt.selection import KitBlock
 
 KIT_FORMAT = "medgan-vtt-kit"
 CLUES = ("none", "real_examples", "text")
-KEY_COLUMNS = ["item", "truth", "model", "image_type", "set", "dataset", "dataset_index",
-               "subject", "reuse", "latent_seed", "latent_index"]
+KEY_COLUMNS = [
+    "item",
+    "truth",
+    "model",
+    "image_type",
+    "set",
+    "dataset",
+    "dataset_index",
+    "subject",
+    "reuse",
+    "latent_seed",
+    "latent_index",
+]
 
 
 @dataclass
@@ -94,8 +105,11 @@ def _second_round(second_round: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     if clue == "text" and not str(spec.get("text", "")).strip():
         raise ValueError("second_round.clue 'text' needs a non-empty second_round.text")
-    return {"clue": clue, "text": str(spec.get("text", "")),
-            "n_examples": int(spec.get("n_examples", 3))}
+    return {
+        "clue": clue,
+        "text": str(spec.get("text", "")),
+        "n_examples": int(spec.get("n_examples", 3)),
+    }
 
 
 def assemble_kit(
@@ -121,31 +135,44 @@ def assemble_kit(
     sets1, sets2 = [], []
     for set_no, b_idx in enumerate(set_order, start=1):
         block = blocks[int(b_idx)]
-        entries = [("real", img, info) for img, info in zip(block.real, block.real_info,
-                                                              strict=True)]
-        entries += [("synthetic", img, info)
-                    for img, info in zip(block.synthetic, block.synthetic_info, strict=True)]
+        entries = [
+            ("real", img, info) for img, info in zip(block.real, block.real_info, strict=True)
+        ]
+        entries += [
+            ("synthetic", img, info)
+            for img, info in zip(block.synthetic, block.synthetic_info, strict=True)
+        ]
         ids = []
         for k in rng.permutation(len(entries)):
             truth, img, info = entries[int(k)]
             item = tokens.pop()
             ids.append(item)
             items[item] = {"png": _render(img, block.windows)}
-            key_rows.append({"item": item, "truth": truth, "model": block.model,
-                             "image_type": block.image_type, "set": set_no, **info})
+            key_rows.append(
+                {
+                    "item": item,
+                    "truth": truth,
+                    "model": block.model,
+                    "image_type": block.image_type,
+                    "set": set_no,
+                    **info,
+                }
+            )
         label = block.image_type
         base = {"set": set_no, "label": label, "channels": list(block.channels)}
         sets1.append({**base, "items": ids})
         if clue is not None:
             s2 = {**base, "items": [ids[int(k)] for k in rng.permutation(len(ids))]}
             if clue["clue"] == "real_examples" and block.examples is not None:
-                s2["examples"] = [_render(e, block.windows)
-                                  for e in block.examples[: clue["n_examples"]]]
+                s2["examples"] = [
+                    _render(e, block.windows) for e in block.examples[: clue["n_examples"]]
+                ]
             sets2.append(s2)
     rounds = [{"round": 1, "clue": None, "sets": sets1}]
     if clue is not None:
-        rounds.append({"round": 2, "clue": {"kind": clue["clue"], "text": clue["text"]},
-                       "sets": sets2})
+        rounds.append(
+            {"round": 2, "clue": {"kind": clue["clue"], "text": clue["text"]}, "sets": sets2}
+        )
     payload = {
         "format": KIT_FORMAT,
         "version": 1,
@@ -161,8 +188,10 @@ def assemble_kit(
     for col in ("dataset_index", "reuse", "latent_seed", "latent_index"):
         if col in key:
             key[col] = key[col].astype("Int64")
-    key = key[[c for c in KEY_COLUMNS if c in key.columns]
-              + [c for c in key.columns if c not in KEY_COLUMNS]]
+    key = key[
+        [c for c in KEY_COLUMNS if c in key.columns]
+        + [c for c in key.columns if c not in KEY_COLUMNS]
+    ]
     record = {
         "format": KIT_FORMAT,
         "kit_id": payload["kit_id"],
@@ -172,28 +201,41 @@ def assemble_kit(
         "confidence_levels": payload["confidence_levels"],
         "rounds": [r["round"] for r in rounds],
         "second_round": clue,
-        "sets": [{"set": s["set"], "label": s["label"],
-                  "model": key.loc[key["set"] == s["set"], "model"].iloc[0],
-                  "n_real": int(((key["set"] == s["set"]) & (key["truth"] == "real")).sum()),
-                  "n_synthetic": int(((key["set"] == s["set"])
-                                      & (key["truth"] == "synthetic")).sum())}
-                 for s in sets1],
+        "sets": [
+            {
+                "set": s["set"],
+                "label": s["label"],
+                "model": key.loc[key["set"] == s["set"], "model"].iloc[0],
+                "n_real": int(((key["set"] == s["set"]) & (key["truth"] == "real")).sum()),
+                "n_synthetic": int(
+                    ((key["set"] == s["set"]) & (key["truth"] == "synthetic")).sum()
+                ),
+            }
+            for s in sets1
+        ],
         "n_items": len(items),
         "n_real_reused": int((key.get("reuse", pd.Series(dtype=float)).fillna(0) > 0).sum()),
     }
     return Kit(payload=payload, key=key, record=record)
 
 
-def write_kit(kit: Kit, *, page_path: str | os.PathLike, key_path: str | os.PathLike,
-              record_path: str | os.PathLike) -> None:
+def write_kit(
+    kit: Kit,
+    *,
+    page_path: str | os.PathLike,
+    key_path: str | os.PathLike,
+    record_path: str | os.PathLike,
+) -> None:
     """Write the page, the answer key and kit.json, each atomically."""
     from medgan import __version__
     from medgan.atomic import write_json, write_text, write_tsv
     from medgan.studies.vtt.page import render_page
 
     write_tsv(key_path, kit.key)
-    write_json(record_path, {**kit.record, "page": os.path.basename(page_path),
-                             "medgan_version": __version__})
+    write_json(
+        record_path,
+        {**kit.record, "page": os.path.basename(page_path), "medgan_version": __version__},
+    )
     write_text(page_path, render_page(kit.payload))
 
 
@@ -221,10 +263,24 @@ def build_kit(
     n_examples = int((second_round or {}).get("n_examples", 3))
     if (second_round or {}).get("clue", "none") != "real_examples":
         n_examples = 0
-    blocks = blocks_from_models(models=models, checkpoints=checkpoints, data_dirs=data_dirs,
-                                splits=splits, n_real=n_real, n_synthetic=n_synthetic,
-                                seed=seed, n_examples=n_examples)
-    kit = assemble_kit(blocks, name=name, seed=seed, confidence=confidence,
-                       second_round=second_round, title=title, instructions=instructions)
+    blocks = blocks_from_models(
+        models=models,
+        checkpoints=checkpoints,
+        data_dirs=data_dirs,
+        splits=splits,
+        n_real=n_real,
+        n_synthetic=n_synthetic,
+        seed=seed,
+        n_examples=n_examples,
+    )
+    kit = assemble_kit(
+        blocks,
+        name=name,
+        seed=seed,
+        confidence=confidence,
+        second_round=second_round,
+        title=title,
+        instructions=instructions,
+    )
     write_kit(kit, page_path=page_path, key_path=key_path, record_path=record_path)
     return kit

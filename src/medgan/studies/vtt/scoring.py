@@ -28,15 +28,26 @@ POOLED = "pooled"
 ALL_TYPES = "all"
 SOURCE = "visual_turing_test"
 COUNTS = ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
-TABLE1_COLUMNS = ["model", "image_type", "round", "reader", "n_readers", "source", *COUNTS,
-                  "accuracy"]
+TABLE1_COLUMNS = [
+    "model",
+    "image_type",
+    "round",
+    "reader",
+    "n_readers",
+    "source",
+    *COUNTS,
+    "accuracy",
+]
 
 
 def confusion(frame: pd.DataFrame) -> dict[str, int]:
     """Han's four counts of answers (``truth``, ``answer`` columns)."""
     t, a = frame["truth"], frame["answer"]
-    return {f"{x}_as_{y}": int(((t == x) & (a == y)).sum())
-            for x in ("real", "synthetic") for y in ("real", "synthetic")}
+    return {
+        f"{x}_as_{y}": int(((t == x) & (a == y)).sum())
+        for x in ("real", "synthetic")
+        for y in ("real", "synthetic")
+    }
 
 
 def binomial_p(correct: int, n: int) -> float:
@@ -71,7 +82,8 @@ def _rating_auc(frame: pd.DataFrame) -> float:
     from scipy.stats import rankdata
 
     rating = np.where(frame["answer"] == "synthetic", 1.0, -1.0) * frame["confidence"].to_numpy(
-        dtype=np.float64)
+        dtype=np.float64
+    )
     pos = (frame["truth"] == "synthetic").to_numpy()
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if not n_pos or not n_neg:
@@ -98,12 +110,14 @@ def _stats_row(frame: pd.DataFrame, *, pooled: bool) -> dict[str, Any]:
     if frame["confidence"].notna().all() and n:
         conf = frame["confidence"].to_numpy(dtype=np.float64)
         ok = (frame["truth"] == frame["answer"]).to_numpy()
-        row.update({
-            "weighted_accuracy": float((conf * ok).sum() / conf.sum()),
-            "mean_confidence_correct": float(conf[ok].mean()) if ok.any() else float("nan"),
-            "mean_confidence_wrong": float(conf[~ok].mean()) if (~ok).any() else float("nan"),
-            "rating_auc": _rating_auc(frame),
-        })
+        row.update(
+            {
+                "weighted_accuracy": float((conf * ok).sum() / conf.sum()),
+                "mean_confidence_correct": float(conf[ok].mean()) if ok.any() else float("nan"),
+                "mean_confidence_wrong": float(conf[~ok].mean()) if (~ok).any() else float("nan"),
+                "rating_auc": _rating_auc(frame),
+            }
+        )
     return row
 
 
@@ -118,12 +132,23 @@ def score_table(merged: pd.DataFrame, models: list[str]) -> pd.DataFrame:
         groups.append((ALL_TYPES, in_round))
         for model, frame in groups:
             kind = frame["image_type"].iloc[0] if model != ALL_TYPES else ALL_TYPES
-            base = {"model": model, "image_type": kind, "round": int(rnd),
-                    "n_readers": len(readers), "source": SOURCE}
+            base = {
+                "model": model,
+                "image_type": kind,
+                "round": int(rnd),
+                "n_readers": len(readers),
+                "source": SOURCE,
+            }
             rows.append({**base, "reader": POOLED, **_stats_row(frame, pooled=True)})
             for r in readers:
-                rows.append({**base, "reader": r, "n_readers": 1,
-                             **_stats_row(frame[frame["reader"] == r], pooled=False)})
+                rows.append(
+                    {
+                        **base,
+                        "reader": r,
+                        "n_readers": 1,
+                        **_stats_row(frame[frame["reader"] == r], pooled=False),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -140,8 +165,11 @@ def _load_kit(key_path: Path, record_path: Path) -> tuple[dict[str, Any], pd.Dat
     if missing:
         raise InputError(key_path, f"missing column(s) {sorted(missing)}")
     if len(key) != record.get("n_items"):
-        raise InputError(key_path, f"has {len(key)} items but {record_path} says "
-                                   f"{record.get('n_items')} (key and record of different kits)")
+        raise InputError(
+            key_path,
+            f"has {len(key)} items but {record_path} says "
+            f"{record.get('n_items')} (key and record of different kits)",
+        )
     return record, key
 
 
@@ -152,8 +180,12 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike, *, title: str = ""
     plt = _pyplot()
     rounds = sorted(table["round"].unique())
     models = list(dict.fromkeys(table["model"]))
-    fig, axes = plt.subplots(1, len(rounds), squeeze=False,
-                             figsize=(max(4.0, 0.55 * len(models) + 1.5) * len(rounds), 3.4))
+    fig, axes = plt.subplots(
+        1,
+        len(rounds),
+        squeeze=False,
+        figsize=(max(4.0, 0.55 * len(models) + 1.5) * len(rounds), 3.4),
+    )
     for ax, rnd in zip(axes[0], rounds, strict=True):
         t = table[table["round"] == rnd]
         pooled = t[t["reader"] == POOLED].set_index("model").loc[models]
@@ -163,8 +195,13 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike, *, title: str = ""
             acc = t[(t["model"] == m) & (t["reader"] != POOLED)]["accuracy"]
             ax.plot(np.full(len(acc), i), acc, "k.", ms=5)
         ax.axhline(0.5, ls="--", c="r", lw=1, label="chance")
-        ax.set_xticks(x, [f"{m}\n{k}" for m, k in zip(models, pooled["image_type"], strict=True)],
-                      rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(
+            x,
+            [f"{m}\n{k}" for m, k in zip(models, pooled["image_type"], strict=True)],
+            rotation=60,
+            ha="right",
+            fontsize=7,
+        )
         ax.set_ylim(0, 1)
         ax.set_ylabel("accuracy")
         ax.set_title(f"{title} round {rnd}".strip(), fontsize=9)
@@ -173,10 +210,16 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike, *, title: str = ""
     save_figure(fig, path)
 
 
-def score_answers(*, answers_dir: str | os.PathLike, key_path: str | os.PathLike,
-                  record_path: str | os.PathLike, table1_path: str | os.PathLike,
-                  scores_path: str | os.PathLike, readers_path: str | os.PathLike,
-                  figure_path: str | os.PathLike) -> pd.DataFrame:
+def score_answers(
+    *,
+    answers_dir: str | os.PathLike,
+    key_path: str | os.PathLike,
+    record_path: str | os.PathLike,
+    table1_path: str | os.PathLike,
+    scores_path: str | os.PathLike,
+    readers_path: str | os.PathLike,
+    figure_path: str | os.PathLike,
+) -> pd.DataFrame:
     """The workflow's ``vtt_score``: check every answer file, then write Table 1 (Han's
     counts and accuracy, with a ``source`` column to sit beside the C2ST rows), the full
     statistics, the list of readers and files, and the figure. Nothing is written unless every
@@ -184,12 +227,17 @@ def score_answers(*, answers_dir: str | os.PathLike, key_path: str | os.PathLike
     from medgan.atomic import write_tsv
 
     record, key = _load_kit(Path(key_path), Path(record_path))
-    answers = read_answers(answers_dir, kit_id=record["kit_id"], items=key["item"].tolist(),
-                           rounds=record["rounds"], levels=record["confidence_levels"])
+    answers = read_answers(
+        answers_dir,
+        kit_id=record["kit_id"],
+        items=key["item"].tolist(),
+        rounds=record["rounds"],
+        levels=record["confidence_levels"],
+    )
     merged = answers.merge(key[["item", "truth", "model", "image_type"]], on="item")
     models = record.get("models") or list(dict.fromkeys(key["model"]))
     table = score_table(merged, models)
-    readers = (answers.groupby(["reader", "file"]).size().rename("n_answers").reset_index())
+    readers = answers.groupby(["reader", "file"]).size().rename("n_answers").reset_index()
     write_tsv(scores_path, table, float_format="%.6g")
     write_tsv(table1_path, table[TABLE1_COLUMNS], float_format="%.6g")
     write_tsv(readers_path, readers)

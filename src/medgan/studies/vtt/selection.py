@@ -7,7 +7,8 @@ draw their real images least-used first, so that no displayed image repeats with
 the held-out split is large enough; the kit record counts any that do. Synthetic images are
 generated from the model's checkpoint with a seed derived from the kit seed and the block, and
 the answer key records that seed and the latent index, so every image can be made again.
-Channels are shown with the grey windows of the study figures (:func:`medgan.plotting.real_windows`).
+Channels are shown with the grey windows of the study figures
+(:func:`medgan.plotting.real_windows`).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
 
 
-def pick_least_used(candidates: np.ndarray, n: int, used: Counter, rng: np.random.Generator
-                    ) -> np.ndarray:
+def pick_least_used(
+    candidates: np.ndarray, n: int, used: Counter, rng: np.random.Generator
+) -> np.ndarray:
     """``n`` of ``candidates`` without replacement, the least used first (ties at random);
     ``used`` is updated."""
     candidates = np.asarray(candidates)
@@ -111,36 +113,47 @@ def blocks_from_models(
         table = load_split(split, len(data.images))
         train_idx, held_idx = split_indices(split, len(data.images), table=table)
         if len(held_idx) < n_real:
-            raise InputError(split, f"has {len(held_idx)} held-out images; the kit's block for "
-                                    f"{model} needs {n_real} (lower vtt n_real or hold out more)")
+            raise InputError(
+                split,
+                f"has {len(held_idx)} held-out images; the kit's block for "
+                f"{model} needs {n_real} (lower vtt n_real or hold out more)",
+            )
         rng = np.random.default_rng(block_seed(seed, b))
         counter = used.setdefault((str(data_dir), tuple(channels)), Counter())
         real_idx = pick_least_used(held_idx, n_real, counter, rng)
-        ex_idx = np.sort(rng.choice(train_idx, size=min(n_examples, len(train_idx)),
-                                    replace=False))
+        ex_idx = np.sort(rng.choice(train_idx, size=min(n_examples, len(train_idx)), replace=False))
         syn_seed = block_seed(seed, 1000 + b)
         synthetic = generate_from(G, config, n_synthetic, seed=syn_seed)
         subjects = data.meta["subject"].astype(str).tolist() if "subject" in data.meta else None
-        blocks.append(KitBlock(
-            model=model,
-            image_type=image_type(channels),
-            channels=channels,
-            real=np.asarray(data.images[real_idx]),
-            synthetic=synthetic,
-            windows=real_windows(data_dir, channels, seed=seed),
-            real_info=[{"dataset": os.path.basename(os.path.normpath(data_dir)),
+        blocks.append(
+            KitBlock(
+                model=model,
+                image_type=image_type(channels),
+                channels=channels,
+                real=np.asarray(data.images[real_idx]),
+                synthetic=synthetic,
+                windows=real_windows(data_dir, channels, seed=seed),
+                real_info=[
+                    {
+                        "dataset": os.path.basename(os.path.normpath(data_dir)),
                         "dataset_index": int(i),
                         "subject": subjects[i] if subjects else "",
-                        "reuse": counter[int(i)] - 1} for i in real_idx],
-            synthetic_info=[{"latent_seed": syn_seed, "latent_index": j}
-                            for j in range(n_synthetic)],
-            examples=np.asarray(data.images[ex_idx]) if len(ex_idx) else None,
-        ))
+                        "reuse": counter[int(i)] - 1,
+                    }
+                    for i in real_idx
+                ],
+                synthetic_info=[
+                    {"latent_seed": syn_seed, "latent_index": j} for j in range(n_synthetic)
+                ],
+                examples=np.asarray(data.images[ex_idx]) if len(ex_idx) else None,
+            )
+        )
     return blocks
 
 
-def toy_blocks(*, n_real: int = 3, n_synthetic: int = 3, size: int = 16, seed: int = 0,
-               n_examples: int = 2) -> list[KitBlock]:
+def toy_blocks(
+    *, n_real: int = 3, n_synthetic: int = 3, size: int = 16, seed: int = 0, n_examples: int = 2
+) -> list[KitBlock]:
     """Two small blocks of generated images (a one-channel ``T1`` and a two-channel
     ``Concat``) for trying the page and for tests: discs, the synthetic ones noisier."""
     rng = np.random.default_rng(seed)
@@ -154,13 +167,23 @@ def toy_blocks(*, n_real: int = 3, n_synthetic: int = 3, size: int = 16, seed: i
     blocks = []
     for b, channels in enumerate((["T1"], ["T1", "T2"])):
         c = len(channels)
-        blocks.append(KitBlock(
-            model=f"toy_{image_type(channels).lower()}", image_type=image_type(channels),
-            channels=channels, real=images(n_real, c, 0.05),
-            synthetic=images(n_synthetic, c, 0.3), windows=[(0.0, 1.0)] * c,
-            real_info=[{"dataset": "toy", "dataset_index": i, "subject": f"s{i}", "reuse": 0}
-                       for i in range(n_real)],
-            synthetic_info=[{"latent_seed": block_seed(seed, 1000 + b), "latent_index": j}
-                            for j in range(n_synthetic)],
-            examples=images(n_examples, c, 0.05) if n_examples else None))
+        blocks.append(
+            KitBlock(
+                model=f"toy_{image_type(channels).lower()}",
+                image_type=image_type(channels),
+                channels=channels,
+                real=images(n_real, c, 0.05),
+                synthetic=images(n_synthetic, c, 0.3),
+                windows=[(0.0, 1.0)] * c,
+                real_info=[
+                    {"dataset": "toy", "dataset_index": i, "subject": f"s{i}", "reuse": 0}
+                    for i in range(n_real)
+                ],
+                synthetic_info=[
+                    {"latent_seed": block_seed(seed, 1000 + b), "latent_index": j}
+                    for j in range(n_synthetic)
+                ],
+                examples=images(n_examples, c, 0.05) if n_examples else None,
+            )
+        )
     return blocks

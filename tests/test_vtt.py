@@ -1,0 +1,345 @@
+"""Visual Turing Test kit: blinding, kit id, the page's offline content, answer files, scoring.
+
+The browser itself is tested in test_vtt_browser.py; here answer files are written as the page
+writes them, from scripted answers, and the scores compared with exact counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medgan.errors import InputError
+from medgan.studies.vtt.kit import assemble_kit, kit_id_of, write_kit
+from medgan.studies.vtt.page import ANSWERS_FORMAT
+from medgan.studies.vtt.scoring import binomial_p, fleiss_kappa, score_answers
+from medgan.studies.vtt.selection import pick_least_used, toy_blocks
+
+
+@pytest.fixture
+def kit(tmp_path):
+    kit = assemble_kit(toy_blocks(n_real=3, n_synthetic=3, seed=1), name="toy", seed=7)
+    paths = {
+        "page": tmp_path / "vtt_toy.html",
+        "key": tmp_path / "key" / "answer_key.tsv",
+        "record": tmp_path / "key" / "kit.json",
+    }
+    write_kit(kit, page_path=paths["page"], key_path=paths["key"], record_path=paths["record"])
+    return kit, paths
+
+
+def write_answers(
+    path: Path,
+    kit,
+    reader: str,
+    calls: dict[str, str],
+    *,
+    conf=3,
+    fmt: str = "json",
+    kit_id: str | None = None,
+) -> Path:
+    """An answer file as the page writes it; ``calls``: item -> answer (round 1)."""
+    rows = [
+        {
+            "round": 1,
+            "set": 1,
+            "item": item,
+            "answer": a,
+            "confidence": conf,
+            "answered_at": "2026-11-30T08:00:00Z",
+        }
+        for item, a in calls.items()
+    ]
+    kit_id = kit.kit_id if kit_id is None else kit_id
+    if fmt == "json":
+        path.write_text(
+            json.dumps(
+                {
+                    "format": ANSWERS_FORMAT,
+                    "version": 1,
+                    "kit_id": kit_id,
+                    "kit_name": "toy",
+                    "reader": reader,
+                    "answers": rows,
+                }
+            )
+        )
+    else:
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["kit_id", "kit_name", "reader", *rows[0]])
+            w.writeheader()
+            for r in rows:
+                w.writerow({"kit_id": kit_id, "kit_name": "toy", "reader": reader, **r})
+    return path
+
+
+def score(folder: Path, paths: dict, out: Path) -> pd.DataFrame:
+    return score_answers(
+        answers_dir=folder,
+        key_path=paths["key"],
+        record_path=paths["record"],
+        table1_path=out / "table1.tsv",
+        scores_path=out / "scores.tsv",
+        readers_path=out / "readers.tsv",
+        figure_path=out / "scores.png",
+    )
+
+
+def test_kit_is_blinded_balanced_and_offline(kit):
+    kit_obj, paths = kit
+    page = paths["page"].read_text()
+    key = pd.read_csv(paths["key"], sep="\t")
+    # balanced: every set has its real and synthetic images, and the key says which is which
+    assert Counter(zip(key["model"], key["truth"], strict=True)) == {
+        ("toy_t1", "real"): 3,
+        ("toy_t1", "synthetic"): 3,
+        ("toy_concat", "real"): 3,
+        ("toy_concat", "synthetic"): 3,
+    }
+    # blinded: no model name in the page; the payload has ids, labels and images only
+    assert "toy_t1" not in page and "toy_concat" not in page
+    payload = json.loads(
+        re.search(r'<script id="kit" type="application/json">(.*?)</script>', page, re.S).group(1)
+    )
+    assert set(payload["items"]) == set(key["item"])
+    assert all(set(v) == {"png"} for v in payload["items"].values())
+    bare = json.dumps({**payload, "items": sorted(payload["items"])})
+    for secret in ["truth", "latent", "subject", "model", "real", "synthetic", "dataset"]:
+        assert secret not in bare, secret
+    assert all(re.fullmatch(r"i[0-9a-f]{8}", i) for i in key["item"])
+    # the order reveals nothing simple: not all real items first within a set
+    truth = key.set_index("item")["truth"]
+    for s in payload["rounds"][0]["sets"]:
+        seq = [truth[i] for i in s["items"]]
+        assert seq != sorted(seq) and seq != sorted(seq, reverse=True)
+    # offline: no URL other than data: images, and a policy that forbids any other source
+    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:)", page)
+    assert "http://" not in page and "https://" not in page
+    assert "default-src 'none'" in page
+    # the id is the hash of the content, recorded in kit.json and embedded in the page
+    assert kit_obj.kit_id == kit_id_of(payload) == json.loads(paths["record"].read_text())["kit_id"]
+
+
+def test_kit_id_follows_the_content():
+    a = assemble_kit(toy_blocks(seed=1), name="toy", seed=7)
+    b = assemble_kit(toy_blocks(seed=1), name="toy", seed=7)
+    c = assemble_kit(toy_blocks(seed=1), name="toy", seed=8)
+    d = assemble_kit(toy_blocks(seed=2), name="toy", seed=7)
+    assert a.kit_id == b.kit_id
+    assert len({a.kit_id, c.kit_id, d.kit_id}) == 3
+    pd.testing.assert_frame_equal(a.key, b.key)
+
+
+def test_second_round_with_real_examples():
+    kit = assemble_kit(
+        toy_blocks(n_examples=2),
+        name="toy",
+        second_round={"clue": "real_examples", "n_examples": 2, "text": "hint"},
+    )
+    r1, r2 = kit.payload["rounds"]
+    assert r2["clue"] == {"kind": "real_examples", "text": "hint"}
+    for s1, s2 in zip(r1["sets"], r2["sets"], strict=True):
+        assert sorted(s1["items"]) == sorted(s2["items"])
+        assert len(s2["examples"]) == 2 and len(s2["examples"][0]) == len(s1["channels"])
+    with pytest.raises(ValueError, match="clue"):
+        assemble_kit(toy_blocks(), name="toy", second_round={"clue": "magic"})
+
+
+def test_least_used_real_images_do_not_repeat_until_needed():
+    used = Counter()
+    rng = np.random.default_rng(0)
+    a = pick_least_used(np.arange(10), 5, used, rng)
+    b = pick_least_used(np.arange(10), 5, used, rng)
+    assert not set(a) & set(b)
+    c = pick_least_used(np.arange(10), 3, used, rng)
+    assert len(set(c)) == 3 and max(used.values()) == 2
+
+
+def test_fleiss_kappa_and_binomial_against_published_values():
+    # Fleiss (1971) / the standard worked example: 10 subjects, 14 raters, 5 categories
+    table = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
+    assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-5)
+    assert fleiss_kappa(np.array([[2, 0], [0, 2]])) == pytest.approx(1.0)
+    assert np.isnan(fleiss_kappa(np.array([[2, 0], [2, 0]])))
+    assert binomial_p(10, 10) == pytest.approx(2 * 0.5**10)
+    assert binomial_p(5, 10) == pytest.approx(1.0)
+
+
+def test_scores_reproduce_the_scripted_answers(kit, tmp_path):
+    kit_obj, paths = kit
+    key = kit_obj.key
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    # A: every answer right. B: calls everything real, confidence 1 (JSON and CSV files)
+    write_answers(
+        folder / "a.json", kit_obj, "A", dict(zip(key["item"], key["truth"], strict=True)), conf=5
+    )
+    write_answers(
+        folder / "b.csv", kit_obj, "B", dict.fromkeys(key["item"], "real"), conf=1, fmt="csv"
+    )
+    out = tmp_path / "out"
+    table = score(folder, paths, out)
+    row = table.set_index(["model", "reader"]).loc
+    assert row["toy_t1", "A"][
+        ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
+    ].tolist() == [3, 0, 0, 3]
+    assert row["toy_t1", "B"][["real_as_real", "synthetic_as_real"]].tolist() == [3, 3]
+    pooled = row["toy_concat", "pooled"]
+    assert pooled[
+        ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
+    ].tolist() == [6, 0, 3, 3]
+    assert pooled["accuracy"] == pytest.approx(9 / 12)
+    assert pooled["sensitivity"] == pytest.approx(0.5) and pooled["specificity"] == 1.0
+    # per item: A and B agree on the 3 real images, disagree on the 3 synthetic ones
+    # p_syn = 3/12, P_e = 1/16 + 9/16, P = 1/2 -> kappa = (1/2 - 10/16) / (6/16) = -1/3
+    assert pooled["fleiss_kappa"] == pytest.approx(-1 / 3)
+    assert row["all", "A"]["p_value"] == pytest.approx(2 * 0.5**12)
+    # confidence: A is right at 5, B right (real) at 1 and wrong at 1
+    assert pooled["weighted_accuracy"] == pytest.approx((3 * 5 + 3 * 5 + 3 * 1) / (6 * 5 + 6))
+    assert row["toy_t1", "A"]["rating_auc"] == 1.0 and row["toy_t1", "B"]["rating_auc"] == 0.5
+    t1 = pd.read_csv(out / "table1.tsv", sep="\t")
+    assert list(t1.columns) == [
+        "model",
+        "image_type",
+        "round",
+        "reader",
+        "n_readers",
+        "source",
+        "real_as_real",
+        "real_as_synthetic",
+        "synthetic_as_real",
+        "synthetic_as_synthetic",
+        "accuracy",
+    ]
+    assert set(t1["source"]) == {"visual_turing_test"}
+    assert (out / "scores.png").stat().st_size > 0
+    assert pd.read_csv(out / "readers.tsv", sep="\t")["n_answers"].tolist() == [12, 12]
+
+
+def _mutations(kit_obj):
+    key = kit_obj.key
+    right = dict(zip(key["item"], key["truth"], strict=True))
+    items = list(right)
+
+    def other_kit(p):
+        return write_answers(p, kit_obj, "X", right, kit_id="0123456789ab")
+
+    def unknown(p):
+        return write_answers(p, kit_obj, "X", {**right, "iffffffff": "real"})
+
+    def duplicated(p):
+        path = write_answers(p, kit_obj, "X", right)
+        doc = json.loads(path.read_text())
+        doc["answers"].append(doc["answers"][0])
+        path.write_text(json.dumps(doc))
+        return path
+
+    def missing(p):
+        return write_answers(p, kit_obj, "X", {i: right[i] for i in items[:-2]})
+
+    def truncated(p):
+        path = write_answers(p, kit_obj, "X", right)
+        path.write_text(path.read_text()[:-40])
+        return path
+
+    def restructured(p):
+        path = write_answers(p, kit_obj, "X", right)
+        doc = json.loads(path.read_text())
+        doc["answers"] = {a["item"]: a["answer"] for a in doc["answers"]}
+        path.write_text(json.dumps(doc))
+        return path
+
+    def bad_label(p):
+        return write_answers(p, kit_obj, "X", {**right, items[0]: "maybe"})
+
+    def bad_confidence(p):
+        return write_answers(p, kit_obj, "X", right, conf=9)
+
+    def csv_without_column(p):
+        path = write_answers(p.with_suffix(".csv"), kit_obj, "X", right, fmt="csv")
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(",".join(x.split(",")[:-2]) for x in lines))
+        return path
+
+    return {
+        "other_kit": (other_kit, "not this kit"),
+        "unknown": (unknown, "not in the kit"),
+        "duplicated": (duplicated, "more than once"),
+        "missing": (missing, "misses 2 of 12"),
+        "truncated": (truncated, "not a readable JSON"),
+        "restructured": (restructured, "must be a list"),
+        "bad_label": (bad_label, "'real'/'synthetic'"),
+        "bad_confidence": (bad_confidence, "confidence 9"),
+        "csv_without_column": (csv_without_column, "missing column"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "other_kit",
+        "unknown",
+        "duplicated",
+        "missing",
+        "truncated",
+        "restructured",
+        "bad_label",
+        "bad_confidence",
+        "csv_without_column",
+    ],
+)
+def test_bad_answer_file_one_error_naming_it_nothing_written(kit, tmp_path, case):
+    kit_obj, paths = kit
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    right = dict(zip(kit_obj.key["item"], kit_obj.key["truth"], strict=True))
+    write_answers(folder / "good.json", kit_obj, "G", right)
+    make, problem = _mutations(kit_obj)[case]
+    bad = make(folder / "bad.json")
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        score(folder, paths, out)
+    assert str(bad) in str(err.value) and problem in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not out.exists()
+
+
+def test_two_files_of_one_reader_are_reported_not_merged(kit, tmp_path):
+    kit_obj, paths = kit
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    right = dict(zip(kit_obj.key["item"], kit_obj.key["truth"], strict=True))
+    write_answers(folder / "r1_monday.json", kit_obj, "R1", right)
+    write_answers(folder / "r1_tuesday.csv", kit_obj, "R1", right, fmt="csv")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="second answer file of reader 'R1'") as err:
+        score(folder, paths, out)
+    assert "r1_monday.json" in str(err.value) and "r1_tuesday.csv" in str(err.value)
+    assert not out.exists()
+
+
+def test_empty_answer_folder(kit, tmp_path):
+    _, paths = kit
+    (tmp_path / "answers").mkdir()
+    with pytest.raises(InputError, match="no answer files"):
+        score(tmp_path / "answers", paths, tmp_path / "out")
