@@ -208,3 +208,34 @@ def test_tiny_workflow_is_complete_after_one_run(tiny_run):
     work, _ = tiny_run
     proc = run(["snakemake", "-n", "--cores", "2"], cwd=work)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_tiny_workflow_builds_and_scores_the_vtt_kit(tiny_run):
+    """The kit of the tiny config is built by `all`; answer files placed in the answers folder
+    make the next run score them (Han 2018 Table 1 beside the C2ST columns)."""
+    import json
+
+    work, _ = tiny_run
+    kit = work / "results" / "vtt" / "han2018"
+    page = (kit / "vtt_han2018.html").read_text()
+    assert "tiny_dcgan_t1" not in page and "http" not in page.split("<script id=")[0].lower()
+    key = pd.read_csv(kit / "key" / "answer_key.tsv", sep="\t")
+    record = json.loads((kit / "key" / "kit.json").read_text())
+    assert record["rounds"] == [1, 2] and record["n_items"] == len(key) == 8
+    answers = work / "resources" / "vtt_answers" / "han2018"
+    answers.mkdir(parents=True)
+    rows = [
+        {"round": r, "item": i, "answer": "real", "confidence": 2}
+        for r in (1, 2)
+        for i in key["item"]
+    ]
+    doc = {"format": "medgan-vtt-answers", "version": 1, "kit_id": record["kit_id"],
+           "kit_name": "han2018", "reader": "R1", "answers": rows}
+    (answers / "r1.json").write_text(json.dumps(doc))
+    proc = run(["snakemake", "--cores", "1"], cwd=work)
+    assert "vtt_score" in proc.stderr
+    table = pd.read_csv(kit / "scores" / "table1.tsv", sep="\t")
+    pooled = table[(table["reader"] == "pooled") & (table["model"] == "tiny_dcgan_t1")]
+    assert pooled[["real_as_real", "synthetic_as_real", "accuracy"]].values.tolist() == [
+        [2, 2, 0.5], [2, 2, 0.5]]
+    assert (kit / "scores" / "scores.png").stat().st_size > 0

@@ -7,6 +7,9 @@ from medgan.config import (
     study_models,
     tsne_color_column,
 )
+from pathlib import Path
+
+from medgan.studies.vtt.settings import check_vtt_config, vtt_answers_dir, vtt_kits
 
 check_config(config)
 
@@ -141,4 +144,37 @@ def all_targets():
         if ds["kind"] == "fundus"
     ]
     studies = [t for study in STUDIES for t in study_targets(study)]
-    return previews + studies + synthetic_targets() + analysis_targets()
+    return previews + studies + synthetic_targets() + analysis_targets() + vtt_targets()
+
+
+# Visual Turing Test kits (workflow/rules/vtt.smk)
+VTT_KITS = vtt_kits(config)
+check_vtt_config(config)
+
+
+wildcard_constraints:
+    kit="|".join(VTT_KITS) or "NONE",
+
+
+def vtt_kit_inputs(wildcards):
+    """Checkpoints of a kit's models and the split of each model's dataset."""
+    models = VTT_KITS[wildcards.kit]["models"]
+    ds = [MODELS[m]["dataset"] for m in models]
+    return {
+        "checkpoints": [f"results/models/{m}/checkpoint.pt" for m in models],
+        "splits": [f"results/data/{d}/split.tsv" for d in ds],
+        "data": sorted({f for d in ds for f in prepared(d).values()}),
+    }
+
+
+def vtt_targets():
+    """Every kit's page; a kit's scores once its answer folder holds an answer file."""
+    out = []
+    for kit in VTT_KITS:
+        out.append(f"results/vtt/{kit}/vtt_{kit}.html")
+        answers = Path(vtt_answers_dir(config, kit))
+        if answers.is_dir() and any(
+            p.suffix.lower() in (".json", ".csv") for p in answers.iterdir()
+        ):
+            out.append(f"results/vtt/{kit}/scores/table1.tsv")
+    return out

@@ -112,6 +112,86 @@ def _second_round(second_round: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+class _Blinder:
+    """Turns blocks into shuffled sets of blinded items; collects the page's items and the key."""
+
+    def __init__(self, blocks: Sequence[KitBlock], rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.tokens = _tokens(rng, sum(len(b.real) + len(b.synthetic) for b in blocks))
+        self.items: dict[str, Any] = {}
+        self.key_rows: list[dict[str, Any]] = []
+
+    def add(self, block: KitBlock, set_no: int) -> list[str]:
+        """The items of one block in a random order, each under a fresh token."""
+        entries = [
+            ("real", img, info) for img, info in zip(block.real, block.real_info, strict=True)
+        ]
+        entries += [
+            ("synthetic", img, info)
+            for img, info in zip(block.synthetic, block.synthetic_info, strict=True)
+        ]
+        ids = []
+        for k in self.rng.permutation(len(entries)):
+            truth, img, info = entries[int(k)]
+            item = self.tokens.pop()
+            ids.append(item)
+            self.items[item] = {"png": _render(img, block.windows)}
+            self.key_rows.append(
+                {
+                    "item": item,
+                    "truth": truth,
+                    "model": block.model,
+                    "image_type": block.image_type,
+                    "set": set_no,
+                    **info,
+                }
+            )
+        return ids
+
+    def key(self) -> pd.DataFrame:
+        key = pd.DataFrame(self.key_rows)
+        for col in ("dataset_index", "reuse", "latent_seed", "latent_index"):
+            if col in key:
+                key[col] = key[col].astype("Int64")
+        first = [c for c in KEY_COLUMNS if c in key.columns]
+        return key[first + [c for c in key.columns if c not in KEY_COLUMNS]]
+
+
+def _record(
+    payload: dict[str, Any],
+    key: pd.DataFrame,
+    blocks: Sequence[KitBlock],
+    seed: int,
+    clue: dict[str, Any] | None,
+) -> dict[str, Any]:
+    def count(set_no: int, truth: str) -> int:
+        return int(((key["set"] == set_no) & (key["truth"] == truth)).sum())
+
+    sets = payload["rounds"][0]["sets"]
+    return {
+        "format": KIT_FORMAT,
+        "kit_id": payload["kit_id"],
+        "name": payload["name"],
+        "models": [b.model for b in blocks],
+        "seed": seed,
+        "confidence_levels": payload["confidence_levels"],
+        "rounds": [r["round"] for r in payload["rounds"]],
+        "second_round": clue,
+        "sets": [
+            {
+                "set": s["set"],
+                "label": s["label"],
+                "model": key.loc[key["set"] == s["set"], "model"].iloc[0],
+                "n_real": count(s["set"], "real"),
+                "n_synthetic": count(s["set"], "synthetic"),
+            }
+            for s in sets
+        ],
+        "n_items": len(payload["items"]),
+        "n_real_reused": int((key.get("reuse", pd.Series(dtype=float)).fillna(0) > 0).sum()),
+    }
+
+
 def assemble_kit(
     blocks: Sequence[KitBlock],
     *,
@@ -127,46 +207,18 @@ def assemble_kit(
         raise ValueError("a kit needs at least one block")
     clue = _second_round(second_round)
     rng = np.random.default_rng(seed)
-    n_total = sum(len(b.real) + len(b.synthetic) for b in blocks)
-    tokens = _tokens(rng, n_total)
-    set_order = rng.permutation(len(blocks))
-    items: dict[str, Any] = {}
-    key_rows: list[dict[str, Any]] = []
+    blinder = _Blinder(blocks, rng)
     sets1, sets2 = [], []
-    for set_no, b_idx in enumerate(set_order, start=1):
+    for set_no, b_idx in enumerate(rng.permutation(len(blocks)), start=1):
         block = blocks[int(b_idx)]
-        entries = [
-            ("real", img, info) for img, info in zip(block.real, block.real_info, strict=True)
-        ]
-        entries += [
-            ("synthetic", img, info)
-            for img, info in zip(block.synthetic, block.synthetic_info, strict=True)
-        ]
-        ids = []
-        for k in rng.permutation(len(entries)):
-            truth, img, info = entries[int(k)]
-            item = tokens.pop()
-            ids.append(item)
-            items[item] = {"png": _render(img, block.windows)}
-            key_rows.append(
-                {
-                    "item": item,
-                    "truth": truth,
-                    "model": block.model,
-                    "image_type": block.image_type,
-                    "set": set_no,
-                    **info,
-                }
-            )
-        label = block.image_type
-        base = {"set": set_no, "label": label, "channels": list(block.channels)}
+        ids = blinder.add(block, set_no)
+        base = {"set": set_no, "label": block.image_type, "channels": list(block.channels)}
         sets1.append({**base, "items": ids})
         if clue is not None:
             s2 = {**base, "items": [ids[int(k)] for k in rng.permutation(len(ids))]}
             if clue["clue"] == "real_examples" and block.examples is not None:
-                s2["examples"] = [
-                    _render(e, block.windows) for e in block.examples[: clue["n_examples"]]
-                ]
+                examples = block.examples[: clue["n_examples"]]
+                s2["examples"] = [_render(e, block.windows) for e in examples]
             sets2.append(s2)
     rounds = [{"round": 1, "clue": None, "sets": sets1}]
     if clue is not None:
@@ -181,42 +233,11 @@ def assemble_kit(
         "instructions": instructions,
         "confidence_levels": 5 if confidence else 0,
         "rounds": rounds,
-        "items": items,
+        "items": blinder.items,
     }
     payload["kit_id"] = kit_id_of(payload)
-    key = pd.DataFrame(key_rows)
-    for col in ("dataset_index", "reuse", "latent_seed", "latent_index"):
-        if col in key:
-            key[col] = key[col].astype("Int64")
-    key = key[
-        [c for c in KEY_COLUMNS if c in key.columns]
-        + [c for c in key.columns if c not in KEY_COLUMNS]
-    ]
-    record = {
-        "format": KIT_FORMAT,
-        "kit_id": payload["kit_id"],
-        "name": name,
-        "models": [b.model for b in blocks],
-        "seed": seed,
-        "confidence_levels": payload["confidence_levels"],
-        "rounds": [r["round"] for r in rounds],
-        "second_round": clue,
-        "sets": [
-            {
-                "set": s["set"],
-                "label": s["label"],
-                "model": key.loc[key["set"] == s["set"], "model"].iloc[0],
-                "n_real": int(((key["set"] == s["set"]) & (key["truth"] == "real")).sum()),
-                "n_synthetic": int(
-                    ((key["set"] == s["set"]) & (key["truth"] == "synthetic")).sum()
-                ),
-            }
-            for s in sets1
-        ],
-        "n_items": len(items),
-        "n_real_reused": int((key.get("reuse", pd.Series(dtype=float)).fillna(0) > 0).sum()),
-    }
-    return Kit(payload=payload, key=key, record=record)
+    key = blinder.key()
+    return Kit(payload=payload, key=key, record=_record(payload, key, blocks, seed, clue))
 
 
 def write_kit(
