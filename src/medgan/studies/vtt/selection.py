@@ -97,9 +97,9 @@ def blocks_from_models(
 ) -> list[KitBlock]:
     """One :class:`KitBlock` per model: ``n_real`` held-out real images of its dataset and
     channels, ``n_synthetic`` images of its generator, ``n_examples`` real training images."""
-    from medgan.plotting import real_windows
     from medgan.data.prepared import load_prepared
     from medgan.data.split import load_split, split_indices
+    from medgan.plotting import real_windows
     from medgan.training.train import generate_from, load_generator
 
     used: dict[tuple[str, tuple[str, ...]], Counter] = {}
