@@ -175,7 +175,7 @@ function show(p) {
     const open = ITEMS.length - n;
     $("done-text").textContent = open ? open + " image(s) still unanswered." :
       "All " + ITEMS.length + " answers are in. Download the answer file and send it to the " +
-      "study team.";
+      "study team; then press Change reader for the next reader on this computer.";
     $("downloads").style.display = open ? "none" : "block";
     $("btn-open").style.display = open ? "inline-block" : "none";
     if (!open) $("answers-text").value = answersJSON();
