@@ -199,7 +199,7 @@ def test_scores_reproduce_the_scripted_answers(kit, tmp_path):
     )
     out = tmp_path / "out"
     table = score(folder, paths, out)
-    row = table.set_index(["model", "reader"]).loc
+    row = table[table["group"].isin(["all", ""])].set_index(["model", "reader"]).loc
     assert row["toy_t1", "A"][
         ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
     ].tolist() == [3, 0, 0, 3]
@@ -223,6 +223,7 @@ def test_scores_reproduce_the_scripted_answers(kit, tmp_path):
         "image_type",
         "round",
         "reader",
+        "group",
         "n_readers",
         "source",
         "real_as_real",
@@ -343,3 +344,29 @@ def test_empty_answer_folder(kit, tmp_path):
     (tmp_path / "answers").mkdir()
     with pytest.raises(InputError, match="no answer files"):
         score(tmp_path / "answers", paths, tmp_path / "out")
+
+
+def test_reader_groups_pool_their_readers(kit, tmp_path):
+    kit_obj, paths = kit
+    key = kit_obj.key
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    right = dict(zip(key["item"], key["truth"], strict=True))
+    write_answers(folder / "a.json", kit_obj, "A", right)
+    write_answers(folder / "b.json", kit_obj, "B", dict.fromkeys(key["item"], "real"))
+    write_answers(folder / "c.json", kit_obj, "C", dict.fromkeys(key["item"], "synthetic"))
+    (folder / "readers.tsv").write_text("reader\tgroup\nA\texpert\nB\tnovice\nC\tnovice\n")
+    table = score(folder, paths, tmp_path / "out")
+    pooled = table[(table["reader"] == "pooled") & (table["model"] == "all")].set_index("group")
+    assert pooled.loc["all", "n_readers"] == 3 and pooled.loc["novice", "n_readers"] == 2
+    assert pooled.loc["expert", "accuracy"] == 1.0
+    assert pooled.loc["novice", "accuracy"] == 0.5
+    # B and C never agree: kappa of the novices is -1
+    assert pooled.loc["novice", "fleiss_kappa"] == pytest.approx(-1.0)
+    readers = pd.read_csv(tmp_path / "out" / "readers.tsv", sep="\t")
+    assert readers["group"].tolist() == ["expert", "novice", "novice"]
+    # a reader with answers but not in readers.tsv: one error naming readers.tsv
+    (folder / "readers.tsv").write_text("reader\tgroup\nA\texpert\nB\tnovice\n")
+    with pytest.raises(InputError, match=r"readers.tsv: does not list reader\(s\) \['C'\]"):
+        score(folder, paths, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

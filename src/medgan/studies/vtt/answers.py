@@ -23,6 +23,7 @@ from medgan.errors import InputError
 from medgan.studies.vtt.page import ANSWERS_FORMAT
 
 ANSWER_SUFFIXES = (".json", ".csv")
+READER_GROUPS = "readers.tsv"
 CSV_COLUMNS = ["kit_id", "kit_name", "reader", "round", "set", "item", "answer", "confidence"]
 LABELS = ("real", "synthetic")
 
@@ -204,3 +205,31 @@ def read_answers(
             )
         seen[reader] = name
     return pd.concat(tables, ignore_index=True)
+
+
+def read_reader_groups(
+    folder: str | os.PathLike, *, readers: Sequence[str]
+) -> dict[str, str] | None:
+    """The optional ``readers.tsv`` of an answer folder (columns ``reader`` and ``group``, e.g.
+    the readers' experience as in Park et al. 2021): reader -> group, or None when absent.
+    Every reader with an answer file must be listed, once."""
+    path = Path(folder) / READER_GROUPS
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(path, f"cannot read the reader groups ({err})") from err
+    missing = {"reader", "group"} - set(table.columns)
+    if missing:
+        raise InputError(path, f"missing column(s) {sorted(missing)}")
+    table = table.assign(reader=table["reader"].str.strip(), group=table["group"].str.strip())
+    twice = sorted(table.loc[table["reader"].duplicated(), "reader"])
+    if twice:
+        raise InputError(path, f"lists reader(s) {twice[:3]} more than once")
+    if (table["group"] == "").any():
+        raise InputError(path, "has a reader without a group")
+    unlisted = sorted(set(readers) - set(table["reader"]))
+    if unlisted:
+        raise InputError(path, f"does not list reader(s) {unlisted[:3]} who sent answer files")
+    return dict(zip(table["reader"], table["group"], strict=True))

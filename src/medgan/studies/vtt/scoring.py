@@ -8,7 +8,9 @@ treats every reader's answer as a trial, which overstates the evidence when read
 Fleiss' kappa measures agreement between readers beyond chance on the same images (pooled
 rows, two readers or more). With confidences (1..L), ``weighted_accuracy`` weights each answer
 by its confidence, and ``rating_auc`` is the ROC AUC of the rating +c (synthetic) / -c (real)
-for synthetic against real images - 0.5 is chance, as for accuracy.
+for synthetic against real images - 0.5 is chance, as for accuracy. With a ``readers.tsv``
+(reader -> group) in the answer folder, pooled rows are added per group (Park et al. 2021
+compare readers by experience); ``group`` is ``all`` for rows pooled over every reader.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from medgan.errors import InputError
-from medgan.studies.vtt.answers import read_answers
+from medgan.studies.vtt.answers import read_answers, read_reader_groups
 
 POOLED = "pooled"
+ALL_GROUPS = "all"
 ALL_TYPES = "all"
 SOURCE = "visual_turing_test"
 COUNTS = ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
@@ -33,6 +36,7 @@ TABLE1_COLUMNS = [
     "image_type",
     "round",
     "reader",
+    "group",
     "n_readers",
     "source",
     *COUNTS,
@@ -121,32 +125,45 @@ def _stats_row(frame: pd.DataFrame, *, pooled: bool) -> dict[str, Any]:
     return row
 
 
-def score_table(merged: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """One row per round, model (and ``all``), and reader (and ``pooled``): counts, accuracy,
+def score_table(
+    merged: pd.DataFrame, models: list[str], groups: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per round, model (and ``all``), and reader (and ``pooled``, over every reader
+    and, with ``groups`` (reader -> group), over each group's readers): counts, accuracy,
     sensitivity, specificity, p-value, kappa and confidence results."""
     readers = sorted(merged["reader"].unique())
+    groups = groups or {}
+    pools = [(ALL_GROUPS, readers)]
+    pools += [(g, [r for r in readers if groups[r] == g]) for g in sorted(set(groups.values()))]
     rows = []
     for rnd in sorted(merged["round"].unique()):
         in_round = merged[merged["round"] == rnd]
-        groups = [(m, in_round[in_round["model"] == m]) for m in models]
-        groups.append((ALL_TYPES, in_round))
-        for model, frame in groups:
+        blocks = [(m, in_round[in_round["model"] == m]) for m in models]
+        blocks.append((ALL_TYPES, in_round))
+        for model, frame in blocks:
             kind = frame["image_type"].iloc[0] if model != ALL_TYPES else ALL_TYPES
-            base = {
-                "model": model,
-                "image_type": kind,
-                "round": int(rnd),
-                "n_readers": len(readers),
-                "source": SOURCE,
-            }
-            rows.append({**base, "reader": POOLED, **_stats_row(frame, pooled=True)})
+            base = {"model": model, "image_type": kind, "round": int(rnd), "source": SOURCE}
+            for group, members in pools:
+                if members:
+                    part = frame[frame["reader"].isin(members)]
+                    rows.append(
+                        {
+                            **base,
+                            "reader": POOLED,
+                            "group": group,
+                            "n_readers": len(members),
+                            **_stats_row(part, pooled=True),
+                        }
+                    )
             for r in readers:
+                part = frame[frame["reader"] == r]
                 rows.append(
                     {
                         **base,
                         "reader": r,
+                        "group": groups.get(r, ""),
                         "n_readers": 1,
-                        **_stats_row(frame[frame["reader"] == r], pooled=False),
+                        **_stats_row(part, pooled=False),
                     }
                 )
     return pd.DataFrame(rows)
@@ -188,7 +205,8 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike, *, title: str = ""
     )
     for ax, rnd in zip(axes[0], rounds, strict=True):
         t = table[table["round"] == rnd]
-        pooled = t[t["reader"] == POOLED].set_index("model").loc[models]
+        pooled = t[(t["reader"] == POOLED) & (t["group"] == ALL_GROUPS)]
+        pooled = pooled.set_index("model").loc[models]
         x = np.arange(len(models))
         ax.bar(x, pooled["accuracy"], color="#8ab", label="pooled")
         for i, m in enumerate(models):
@@ -236,8 +254,10 @@ def score_answers(
     )
     merged = answers.merge(key[["item", "truth", "model", "image_type"]], on="item")
     models = record.get("models") or list(dict.fromkeys(key["model"]))
-    table = score_table(merged, models)
+    groups = read_reader_groups(answers_dir, readers=sorted(answers["reader"].unique()))
+    table = score_table(merged, models, groups)
     readers = answers.groupby(["reader", "file"]).size().rename("n_answers").reset_index()
+    readers["group"] = [(groups or {}).get(r, "") for r in readers["reader"]]
     write_tsv(scores_path, table, float_format="%.6g")
     write_tsv(table1_path, table[TABLE1_COLUMNS], float_format="%.6g")
     write_tsv(readers_path, readers)
