@@ -223,15 +223,29 @@ def test_two_readers_answer_download_and_score(kit, driver, tmp_path):
     for reader, fmt in (("R1", "json"), ("R2", "csv")):
         _run_reader(driver, paths["page"], reader, key, n_steps)
         assert "All 16 answers" in driver.find_element("id", "done-text").text
+        if reader == "R1":  # the CSV of the same answers too, kept aside
+            driver.find_element("id", "download-csv").click()
+            shutil.move(_wait_file(driver.downloads, ".csv"), tmp_path / "r1.csv")
+            shown = driver.find_element("id", "answers-text").get_attribute("value")
         driver.find_element("id", f"download-{fmt}").click()
         got = _wait_file(driver.downloads, f".{fmt}")
         assert got.name == f"vtt_toy_{kit_obj.kit_id}_{reader}.{fmt}"
         shutil.move(got, answers_dir / got.name)
         driver.find_element("id", "switch").click()
         assert _screen(driver) == "screen-start"
-    # the JSON names the kit and the reader; the copy shown on the page is the same answers
+    # the JSON names the kit and the reader; the CSV and the text shown on the page agree
     doc = json.loads((answers_dir / f"vtt_toy_{kit_obj.kit_id}_R1.json").read_text())
     assert (doc["kit_id"], doc["reader"], len(doc["answers"])) == (kit_obj.kit_id, "R1", 16)
+    as_csv = pd.read_csv(tmp_path / "r1.csv")
+    assert set(as_csv["kit_id"]) == {kit_obj.kit_id} and set(as_csv["reader"]) == {"R1"}
+    got = [(a["round"], a["item"], a["answer"], a["confidence"]) for a in doc["answers"]]
+    assert got == list(
+        zip(as_csv["round"], as_csv["item"], as_csv["answer"], as_csv["confidence"], strict=True)
+    )
+    assert json.loads(shown)["answers"] == [
+        {k: a[k] for k in ("round", "set", "item", "answer", "confidence", "answered_at")}
+        for a in doc["answers"]
+    ]
 
     table = score_answers(
         answers_dir=answers_dir,

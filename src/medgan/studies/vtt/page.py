@@ -159,6 +159,9 @@ function paintConf() {
 }
 function show(p) {
   pos = Math.max(0, Math.min(p, steps.length - 1));
+  // a clicked button keeps the focus: Enter or Space would answer the next image with it
+  const focused = document.activeElement;
+  if (focused && focused.tagName === "BUTTON") focused.blur();
   $("msg").textContent = "";
   const s = steps[pos];
   const n = nAnswered();
