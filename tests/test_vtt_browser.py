@@ -318,3 +318,15 @@ def test_screenshot_at_laptop_size(kit, driver, tmp_path):
             int(r["x"]) + 3 : int(r["x"] + r["width"]) - 3,
         ]
         assert crop.std() > 10, f"{name}: no label drawn"  # the button's text is rendered
+
+
+def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", None)
+    monkeypatch.setenv("MEDGAN_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="chromium"):
+        _require_browser()
+    monkeypatch.delenv("MEDGAN_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception, match="chromium"):
+        _require_browser()
