@@ -330,3 +330,21 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.delenv("MEDGAN_REQUIRE_BROWSER")
     with pytest.raises(pytest.skip.Exception, match="chromium"):
         _require_browser()
+
+
+def test_every_screen_fits_a_laptop_window(kit, driver):
+    """Round 1, round 2 with its clue and real examples, and the end: no scrolling needed."""
+    kit_obj, paths = kit
+    driver.get(paths["page"].as_uri())
+    assert not driver.find_element("id", "switch").is_displayed()  # no reader yet
+    driver.find_element("id", "reader-id").send_keys("fit")
+    driver.find_element("id", "start").click()
+    fits = "return document.documentElement.scrollHeight <= window.innerHeight"
+    for where in ("s.round === 1", "s.round === 2 && s.type === 'item'", "s.type === 'done'"):
+        driver.execute_script(f"show(steps.findIndex(function (s) {{ return {where}; }}))")
+        assert driver.execute_script(fits), where
+        if where.startswith("s.round === 2"):
+            assert driver.find_element("id", "clue").text == "Look at the edges."
+            examples = driver.find_elements("css selector", "#examples .example")
+            assert len(examples) == 2 and all(e.is_displayed() for e in examples)
+            assert driver.find_element("id", "btn-synthetic").is_displayed()

@@ -32,7 +32,7 @@ main{padding:.6rem 1rem;text-align:center}
 .panels figure{margin:0}.panels figcaption{font-size:.85rem;color:#bbb}
 .panels img{display:block;image-rendering:pixelated;image-rendering:crisp-edges;background:#000}
 .examples{display:flex;justify-content:center;gap:.3rem;align-items:center;font-size:.85rem}
-.examples img{height:10vh;image-rendering:pixelated}
+.examples img{height:9vh;image-rendering:pixelated}.example{margin:0 .4rem;display:flex;gap:1px}
 .clue{color:#fd8;margin:.2rem}
 button{font-size:1.05rem;padding:.55rem 1.1rem;margin:.25rem;border-radius:.3rem;border:1px solid
 #888;background:#333;color:#eee;cursor:pointer}
@@ -93,6 +93,7 @@ function screen(name) {
   document.querySelectorAll(".screen").forEach(function (el) {
     el.classList.toggle("on", el.id === "screen-" + name);
   });
+  $("switch").style.display = name === "start" ? "none" : "inline-block";
 }
 function begin(id) {
   id = (id || "").trim();
@@ -135,16 +136,19 @@ function showItem(s) {
   if (clue && s.set.examples) {
     ex.appendChild(document.createTextNode("Real examples: "));
     s.set.examples.forEach(function (pngs) {
+      const one = document.createElement("span");
+      one.className = "example";
       pngs.forEach(function (b64) {
         const img = document.createElement("img");
         img.src = "data:image/png;base64," + b64;
-        ex.appendChild(img);
+        one.appendChild(img);
       });
+      ex.appendChild(one);
     });
   }
   $("panels").dataset.item = s.item;
   $("panels").dataset.round = String(s.round);
-  panels($("panels"), KIT.items[s.item].png, s.set.channels, clue ? 50 : 62);
+  panels($("panels"), KIT.items[s.item].png, s.set.channels, s.set.examples ? 44 : 58);
   $("btn-real").classList.toggle("chosen", !!a && a.answer === "real");
   $("btn-synthetic").classList.toggle("chosen", !!a && a.answer === "synthetic");
   $("btn-next").disabled = !a;
