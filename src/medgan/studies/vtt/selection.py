@@ -100,7 +100,7 @@ def blocks_from_models(
     from medgan.data.prepared import load_prepared
     from medgan.data.split import load_split, split_indices
     from medgan.plotting import real_windows
-    from medgan.training.train import generate_from, load_generator
+    from medgan.training.generate import generate_from, load_generator
 
     used: dict[tuple[str, tuple[str, ...]], Counter] = {}
     blocks = []
