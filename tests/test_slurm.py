@@ -90,11 +90,13 @@ def env():
         reason = "sinfo not found (install slurm-wlm and munge, run tests/slurm/start_cluster.sh)"
     else:
         try:
-            proc = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True,
-                                  env=env, timeout=15)
+            proc = subprocess.run(
+                ["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, env=env, timeout=15
+            )
             states = proc.stdout.split()
-            if proc.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc"))
-                                               for s in states):
+            if proc.returncode != 0 or not any(
+                s.startswith(("idle", "mix", "alloc")) for s in states
+            ):
                 reason = f"no SLURM node answers: {proc.stderr.strip() or proc.stdout.strip()}"
         except subprocess.TimeoutExpired:
             reason = "sinfo did not answer within 15 s"
@@ -122,13 +124,20 @@ def copy_prepared(src: Path, dst: Path) -> None:
         shutil.copytree(src / part, dst / part)
 
 
-def snakemake(work: Path, args: list[str], env: dict[str, str], *, log: Path,
-              timeout: float = CASE_TIMEOUT_S) -> subprocess.Popen:
+def snakemake(
+    work: Path, args: list[str], env: dict[str, str], *, log: Path, timeout: float = CASE_TIMEOUT_S
+) -> subprocess.Popen:
     fh = open(log, "a")  # noqa: SIM115 - closed by the caller's wait()
     fh.write(f"\n$ snakemake {' '.join(args)}\n")
     fh.flush()
-    proc = subprocess.Popen([str(BIN / "snakemake"), *args], cwd=work, env=env, stdout=fh,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), *args],
+        cwd=work,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     PROCS.append(proc)
     return proc
 
@@ -146,21 +155,41 @@ def wait(proc: subprocess.Popen, deadline: float) -> int:
 
 
 CLUSTER_ARGS = [
-    "--workflow-profile", "workflow/profiles/slurm",
+    "--workflow-profile",
+    "workflow/profiles/slurm",
     # the plugin waits 40 s before its first status check and 10 s more after each; tests poll
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
 ]
 
 
 # --- the preflight check ------------------------------------------------------------------------
 
+
 def slurm_check(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "medgan.cli", "slurm-check", "--workflow-profile",
-         "workflow/profiles/slurm", "--snakemake", str(BIN / "snakemake"), "--", "--forceall",
-         *DAG_TARGETS, "results/models/tl_timeout/run.json", *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "medgan.cli",
+            "slurm-check",
+            "--workflow-profile",
+            "workflow/profiles/slurm",
+            "--snakemake",
+            str(BIN / "snakemake"),
+            "--",
+            "--forceall",
+            *DAG_TARGETS,
+            "results/models/tl_timeout/run.json",
+            *args,
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_preflight_passes_the_shipped_profile(env, tmp_path):
@@ -173,11 +202,14 @@ def test_preflight_passes_the_shipped_profile(env, tmp_path):
 def test_preflight_names_an_impossible_request(env, tmp_path):
     proc = slurm_check(workdir(tmp_path / "w"), env, "--set-threads", "train_gan=64")
     assert proc.returncode == 1
-    cpus, mem, gres = slurm("sinfo", "-h", "-N", "-p", "gpu", "-o", "%c|%m|%G", env=env
-                            ).split()[0].split("|")
+    cpus, mem, gres = (
+        slurm("sinfo", "-h", "-N", "-p", "gpu", "-o", "%c|%m|%G", env=env).split()[0].split("|")
+    )
     gpus = int(gres.split(":")[-1].split("(")[0])
-    expected = (f"train_gan asks 64 CPUs / 4000 MB / 1 GPU on partition gpu; its largest node "
-                f"has {cpus} CPUs / {mem} MB / {gpus} GPU{'s' * (gpus != 1)}")
+    expected = (
+        f"train_gan asks 64 CPUs / 4000 MB / 1 GPU on partition gpu; its largest node "
+        f"has {cpus} CPUs / {mem} MB / {gpus} GPU{'s' * (gpus != 1)}"
+    )
     assert proc.stderr.splitlines() == [f"medgan slurm-check: {expected}"]
 
 
@@ -191,6 +223,7 @@ def test_preflight_detects_missing_accounting(env, tmp_path):
 
 
 # --- the runs -----------------------------------------------------------------------------------
+
 
 class Case:
     """One time-limit case: its own directory, Snakemake head(s), and the SLURM jobs it sees."""
@@ -208,8 +241,12 @@ class Case:
         self.deadline = time.monotonic() + CASE_TIMEOUT_S
 
     def start(self, *args: str) -> subprocess.Popen:
-        return snakemake(self.work, [*CLUSTER_ARGS, *args, f"results/models/{self.model}/run.json"],
-                         self.env, log=self.log)
+        return snakemake(
+            self.work,
+            [*CLUSTER_ARGS, *args, f"results/models/{self.model}/run.json"],
+            self.env,
+            log=self.log,
+        )
 
     def note(self, text: str) -> None:
         with open(self.log, "a") as fh:
@@ -251,8 +288,9 @@ class Case:
     def wait_gone(self, job: str) -> str:
         """Wait for ``job`` to end; record and return its SLURM state and the resume step."""
         while time.monotonic() < self.deadline:
-            state = slurm("squeue", "-h", "-t", "all", "-j", job, "-o", "%T", env=self.env,
-                          check=False).strip()  # "": squeue failed, ask again
+            state = slurm(
+                "squeue", "-h", "-t", "all", "-j", job, "-o", "%T", env=self.env, check=False
+            ).strip()  # "": squeue failed, ask again
             if state and state not in ("RUNNING", "COMPLETING", "PENDING", "CONFIGURING"):
                 self.states[job] = state
                 ckpt = self.resume / "checkpoint.pt"
@@ -318,15 +356,35 @@ def run_cancel_case(case: Case) -> Case:
 def run_dag_on_cluster(root: Path, env: dict[str, str]) -> dict:
     work = workdir(root / "dag_cluster")
     log = root / "dag_cluster.log"
-    rc = wait(snakemake(work, [*CLUSTER_ARGS, *DAG_TARGETS], env, log=log),
-              time.monotonic() + CASE_TIMEOUT_S)
+    rc = wait(
+        snakemake(work, [*CLUSTER_ARGS, *DAG_TARGETS], env, log=log),
+        time.monotonic() + CASE_TIMEOUT_S,
+    )
     text = log.read_text()
-    jobs = [line.split("SLURM jobid")[1].split()[0] for line in text.splitlines()
-            if "has been submitted with SLURM jobid" in line]
-    info = slurm("squeue", "-h", "-t", "all", "-j", ",".join(jobs) or "0",
-                 "-O", "JobID:30,State:20,Partition:30,tres-per-job:60", env=env, check=False)
-    return {"work": work, "rc": rc, "log": text, "jobs": jobs,
-            "squeue": [line.split() for line in info.splitlines()]}
+    jobs = [
+        line.split("SLURM jobid")[1].split()[0]
+        for line in text.splitlines()
+        if "has been submitted with SLURM jobid" in line
+    ]
+    info = slurm(
+        "squeue",
+        "-h",
+        "-t",
+        "all",
+        "-j",
+        ",".join(jobs) or "0",
+        "-O",
+        "JobID:30,State:20,Partition:30,tres-per-job:60",
+        env=env,
+        check=False,
+    )
+    return {
+        "work": work,
+        "rc": rc,
+        "log": text,
+        "jobs": jobs,
+        "squeue": [line.split() for line in info.splitlines()],
+    }
 
 
 class Runner(threading.Thread):
@@ -376,22 +434,39 @@ def _run_all(root: Path, env: dict[str, str]) -> dict:
     base = workdir(root / "local")
     local_env = {**env, "SLURM_JOB_ID": ""}
     deadline = time.monotonic() + CASE_TIMEOUT_S
-    rc = wait(snakemake(base, ["--cores", "2", "results/data/brats_tiny/split.tsv"],
-                        local_env, log=root / "local.log"), deadline)
+    rc = wait(
+        snakemake(
+            base,
+            ["--cores", "2", "results/data/brats_tiny/split.tsv"],
+            local_env,
+            log=root / "local.log",
+        ),
+        deadline,
+    )
     assert rc == 0, (root / "local.log").read_text()[-3000:]
     cases = {
         "timeout": Runner(run_timeout_case, Case(root, "tl_timeout", base, env)),
-        "killwait": Runner(run_killwait_case,
-                           Case(root, "tl_killwait", base, env, MEDGAN_SLURM_POLL_S="1",
-                                MEDGAN_STOP_MARGIN_S=str(KILLWAIT_MARGIN_S))),
+        "killwait": Runner(
+            run_killwait_case,
+            Case(
+                root,
+                "tl_killwait",
+                base,
+                env,
+                MEDGAN_SLURM_POLL_S="1",
+                MEDGAN_STOP_MARGIN_S=str(KILLWAIT_MARGIN_S),
+            ),
+        ),
         "cancel": Runner(run_cancel_case, Case(root, "tl_cancel", base, env)),
     }
     for runner in cases.values():
         runner.start()
     # the reference: the DAG and the time-limit models, uninterrupted, locally
     refs = [f"results/models/{m}/run.json" for m in ("tl_timeout", "tl_killwait")]
-    local_rc = wait(snakemake(base, ["--cores", "2", *DAG_TARGETS, *refs], local_env,
-                              log=root / "local.log"), deadline)
+    local_rc = wait(
+        snakemake(base, ["--cores", "2", *DAG_TARGETS, *refs], local_env, log=root / "local.log"),
+        deadline,
+    )
     out = {"root": root, "local": base, "local_rc": local_rc, "dag": dag, **cases}
     for runner in (dag, *cases.values()):
         runner.join(timeout=CASE_TIMEOUT_S * 2)
@@ -402,11 +477,15 @@ def _run_all(root: Path, env: dict[str, str]) -> dict:
 
 # --- assertions ---------------------------------------------------------------------------------
 
+
 def tensors(obj, prefix=""):
     if isinstance(obj, torch.Tensor):
         return {prefix: obj}
-    items = obj.items() if isinstance(obj, dict) else (
-        enumerate(obj) if isinstance(obj, list | tuple) else [])
+    items = (
+        obj.items()
+        if isinstance(obj, dict)
+        else (enumerate(obj) if isinstance(obj, list | tuple) else [])
+    )
     out = {}
     for k, v in items:
         out.update(tensors(v, f"{prefix}.{k}"))
@@ -428,13 +507,21 @@ def stats_steps(path: Path) -> list[int]:
 def test_shipped_profile_runs_the_dag_through_sbatch(runs):
     dag = runs["dag"].get()
     assert dag["rc"] == 0, dag["log"][-4000:]
-    total = next(int(line.split()[1]) for line in dag["log"].splitlines()
-                 if line.startswith("total "))
+    total = next(
+        int(line.split()[1]) for line in dag["log"].splitlines() if line.startswith("total ")
+    )
     assert len(dag["jobs"]) == total >= 9, "every job goes through sbatch"
-    rules = {p.name.removeprefix("rule_")
-             for p in (dag["work"] / ".snakemake" / "slurm_logs").iterdir()}
-    assert {"phantoms", "prepare_dataset", "train_gan", "train_feature_net", "train_encoder",
-            "model_metrics"} <= rules
+    rules = {
+        p.name.removeprefix("rule_") for p in (dag["work"] / ".snakemake" / "slurm_logs").iterdir()
+    }
+    assert {
+        "phantoms",
+        "prepare_dataset",
+        "train_gan",
+        "train_feature_net",
+        "train_encoder",
+        "model_metrics",
+    } <= rules
     rows = {r[0]: r for r in dag["squeue"]}
     assert set(rows) == set(dag["jobs"]) and all(r[1] == "COMPLETED" for r in rows.values())
     # the training rules on the gpu partition with the node's GPU, the rest on the default

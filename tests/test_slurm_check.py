@@ -60,16 +60,32 @@ def test_parse_dry_run():
     ]
 
 
-@pytest.mark.parametrize(("text", "minutes"), [
-    ("infinite", None), ("UNLIMITED", None), ("1-00:00:00", 1440), ("2:30:00", 150),
-    ("45:00", 45), ("45:01", 46), ("90", 90)])
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("infinite", None),
+        ("UNLIMITED", None),
+        ("1-00:00:00", 1440),
+        ("2:30:00", 150),
+        ("45:00", 45),
+        ("45:01", 46),
+        ("90", 90),
+    ],
+)
 def test_parse_minutes(text, minutes):
     assert parse_minutes(text) == minutes
 
 
-@pytest.mark.parametrize(("gres", "n"), [
-    ("(null)", 0), ("gpu:4", 4), ("gpu:a100:2(S:0-1)", 2), ("gpu:a100:2,gpu:v100:1", 3),
-    ("nic:1,gpu:1(S:0)", 1)])
+@pytest.mark.parametrize(
+    ("gres", "n"),
+    [
+        ("(null)", 0),
+        ("gpu:4", 4),
+        ("gpu:a100:2(S:0-1)", 2),
+        ("gpu:a100:2,gpu:v100:1", 3),
+        ("nic:1,gpu:1(S:0)", 1),
+    ],
+)
 def test_parse_gpus(gres, n):
     assert parse_gpus(gres) == n
 
@@ -80,13 +96,16 @@ def test_requests_against_partitions():
     assert [n.gpus for n in parts["gpu"].nodes] == [2, 4]
     fits = [Request("train_gan", 8, 32000, 720, "gpu", 1), Request("prepare_dataset", 1, 4000)]
     assert check_requests(fits, parts) == []
-    problems = check_requests([
-        Request("train_gan", 8, 32000, 720, None, 1),  # the default partition has no GPU
-        Request("train_gan", 8, 32000, 720, None, 1),  # reported once
-        Request("train_encoder", 32, 16000, 60, "gpu", 1),
-        Request("model_metrics", 1, 4000, 4000, "gpu", 0),
-        Request("tsne", 1, 4000, 60, "debug", 0),
-    ], parts)
+    problems = check_requests(
+        [
+            Request("train_gan", 8, 32000, 720, None, 1),  # the default partition has no GPU
+            Request("train_gan", 8, 32000, 720, None, 1),  # reported once
+            Request("train_encoder", 32, 16000, 60, "gpu", 1),
+            Request("model_metrics", 1, 4000, 4000, "gpu", 0),
+            Request("tsne", 1, 4000, 60, "debug", 0),
+        ],
+        parts,
+    )
     assert problems == [
         "train_gan asks 8 CPUs / 32000 MB / 1 GPU on partition cpu; its largest node has "
         "2 CPUs / 22000 MB / 0 GPUs",
@@ -119,15 +138,23 @@ def test_shipped_profile_uses_squeue_and_rule_resources(monkeypatch):
     assert all("mem_mb" not in r for r in profile["set-resources"].values())
     assert profile["set-resources"]["train_gan"]["slurm_partition"] == "gpu"
     # a site's partitions, account and GPU type come from the environment
-    for key, value in {"MEDGAN_SLURM_PARTITION": "short", "MEDGAN_SLURM_GPU_PARTITION": "a100q",
-                       "MEDGAN_SLURM_GPU_MODEL": "a100", "MEDGAN_SLURM_ACCOUNT": "lab"}.items():
+    for key, value in {
+        "MEDGAN_SLURM_PARTITION": "short",
+        "MEDGAN_SLURM_GPU_PARTITION": "a100q",
+        "MEDGAN_SLURM_GPU_MODEL": "a100",
+        "MEDGAN_SLURM_ACCOUNT": "lab",
+    }.items():
         monkeypatch.setenv(key, value)
     with open(PROFILE / "config.yaml") as fh:
         site = yte.process_yaml(fh, require_use_yte=True)
     assert site["default-resources"]["slurm_partition"] == "short"
     assert site["default-resources"]["slurm_account"] == "lab"
-    assert site["set-resources"]["train_gan"] == {"runtime": 720, "slurm_partition": "a100q",
-                                                  "gpu": 1, "gpu_model": "a100"}
+    assert site["set-resources"]["train_gan"] == {
+        "runtime": 720,
+        "slurm_partition": "a100q",
+        "gpu": 1,
+        "gpu_model": "a100",
+    }
     monkeypatch.setenv("MEDGAN_SLURM_GPUS", "0")
     with open(PROFILE / "config.yaml") as fh:
         cpu_only = yte.process_yaml(fh, require_use_yte=True)

@@ -64,8 +64,9 @@ class Node:
         return f"{self.cpus} CPUs / {self.mem_mb} MB / {self.gpus} GPU{'s' * (self.gpus != 1)}"
 
     def fits(self, req: Request) -> bool:
-        return (req.threads <= self.cpus and (req.mem_mb or 0) <= self.mem_mb
-                and req.gpus <= self.gpus)
+        return (
+            req.threads <= self.cpus and (req.mem_mb or 0) <= self.mem_mb and req.gpus <= self.gpus
+        )
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Partition:
 
 
 # --- parsing -------------------------------------------------------------------------------------
+
 
 def parse_minutes(text: str) -> int | None:
     """SLURM time ``[days-]hours:minutes:seconds``, ``minutes:seconds``, ``minutes`` -> minutes
@@ -134,9 +136,14 @@ def _request(rule: str, threads: int, res: dict[str, str]) -> Request:
         return int(float(value)) if re.fullmatch(r"\d+(\.\d+)?", value) else None
 
     gpus = number("gpu") or 0
-    return Request(rule=rule, threads=threads, mem_mb=number("mem_mb"),
-                   runtime=number("runtime"), partition=res.get("slurm_partition") or None,
-                   gpus=gpus)
+    return Request(
+        rule=rule,
+        threads=threads,
+        mem_mb=number("mem_mb"),
+        runtime=number("runtime"),
+        partition=res.get("slurm_partition") or None,
+        gpus=gpus,
+    )
 
 
 def parse_sinfo(text: str) -> dict[str, Partition]:
@@ -147,10 +154,10 @@ def parse_sinfo(text: str) -> dict[str, Partition]:
             continue
         name, node, cpus, mem, gres, limit = line.split("|")
         default = name.endswith("*")
-        part = partitions.setdefault(name.rstrip("*"), Partition(name.rstrip("*"), default,
-                                                                 parse_minutes(limit)))
-        part.nodes.append(Node(node, int(cpus.rstrip("+")), int(mem.rstrip("+")),
-                               parse_gpus(gres)))
+        part = partitions.setdefault(
+            name.rstrip("*"), Partition(name.rstrip("*"), default, parse_minutes(limit))
+        )
+        part.nodes.append(Node(node, int(cpus.rstrip("+")), int(mem.rstrip("+")), parse_gpus(gres)))
     return partitions
 
 
@@ -166,6 +173,7 @@ def parse_config(text: str) -> dict[str, str]:
 
 # --- checks --------------------------------------------------------------------------------------
 
+
 def check_requests(requests: list[Request], partitions: dict[str, Partition]) -> list[str]:
     """One line per distinct request that no node of its partition can run."""
     default = next((p for p in partitions.values() if p.default), None)
@@ -175,17 +183,24 @@ def check_requests(requests: list[Request], partitions: dict[str, Partition]) ->
         where = f"partition {req.partition or (default.name if default else '(default)')}"
         if part is None:
             known = ", ".join(p.name + "*" * p.default for p in partitions.values())
-            line = (f"{req.rule} asks for {where}, which this cluster does not have "
-                    f"(partitions: {known or 'none'})")
+            line = (
+                f"{req.rule} asks for {where}, which this cluster does not have "
+                f"(partitions: {known or 'none'})"
+            )
         else:
-            too_long = (req.runtime is not None and part.max_time is not None
-                        and req.runtime > part.max_time)
-            time_note = (f"{req.runtime} min on {where}; its time limit is {part.max_time} min"
-                         if too_long else "")
+            too_long = (
+                req.runtime is not None
+                and part.max_time is not None
+                and req.runtime > part.max_time
+            )
+            time_note = (
+                f"{req.runtime} min on {where}; its time limit is {part.max_time} min"
+                if too_long
+                else ""
+            )
             if not any(node.fits(req) for node in part.nodes):
                 largest = max(part.nodes, key=lambda n: (n.cpus, n.mem_mb, n.gpus), default=None)
-                has = (f"its largest node has {largest.describe()}" if largest
-                       else "it has no nodes")
+                has = f"its largest node has {largest.describe()}" if largest else "it has no nodes"
                 line = f"{req.rule} asks {req.describe()} on {where}; {has}"
                 if too_long:
                     line += f"; and {req.runtime} min, beyond its time limit of {part.max_time} min"
@@ -204,15 +219,22 @@ def check_status_command(config: dict[str, str], status_command: str | None) -> 
     accounting = config.get("AccountingStorageType", "")
     min_age = parse_minutes_seconds(config.get("MinJobAge", ""))
     if accounting.endswith("/none") and status_command != "squeue":
-        problems.append(f"this cluster has no accounting (AccountingStorageType={accounting}): "
-                        "sacct knows no jobs, so Snakemake would wait forever; use "
-                        "--slurm-status-command squeue (as workflow/profiles/slurm does)")
+        problems.append(
+            f"this cluster has no accounting (AccountingStorageType={accounting}): "
+            "sacct knows no jobs, so Snakemake would wait forever; use "
+            "--slurm-status-command squeue (as workflow/profiles/slurm does)"
+        )
     if status_command == "squeue" and min_age is not None and min_age < 3 * STATUS_CHECK_S:
-        note = ("" if not accounting.endswith("/none") else
-                " and without accounting there is no sacct to fall back on")
-        problems.append(f"squeue forgets a finished job after MinJobAge={min_age} s, before "
-                        f"Snakemake's status checks see it{note}; ask for MinJobAge >= "
-                        f"{3 * STATUS_CHECK_S} s")
+        note = (
+            ""
+            if not accounting.endswith("/none")
+            else " and without accounting there is no sacct to fall back on"
+        )
+        problems.append(
+            f"squeue forgets a finished job after MinJobAge={min_age} s, before "
+            f"Snakemake's status checks see it{note}; ask for MinJobAge >= "
+            f"{3 * STATUS_CHECK_S} s"
+        )
     return problems
 
 
@@ -245,32 +267,55 @@ def profile_status_command(profile: str | os.PathLike, args: list[str]) -> str |
 
 # --- running ------------------------------------------------------------------------------------
 
+
 def _run(cmd: list[str], cwd: str | os.PathLike | None = None) -> str:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd,
-                              timeout=COMMAND_TIMEOUT_S)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=cwd, timeout=COMMAND_TIMEOUT_S
+        )
     except FileNotFoundError:
         raise OSError(f"{cmd[0]} not found") from None
     except subprocess.TimeoutExpired:
         raise OSError(f"{' '.join(cmd[:3])} ... did not answer in {COMMAND_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
-        raise OSError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): "
-                      + " | ".join(tail))
+        raise OSError(
+            f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): " + " | ".join(tail)
+        )
     return proc.stdout + proc.stderr
 
 
-def planned_requests(profile: str | os.PathLike, args: list[str], *, snakemake: str = "snakemake",
-                     cwd: str | os.PathLike | None = None) -> list[Request]:
+def planned_requests(
+    profile: str | os.PathLike,
+    args: list[str],
+    *,
+    snakemake: str = "snakemake",
+    cwd: str | os.PathLike | None = None,
+) -> list[Request]:
     """The requests of the jobs that ``snakemake --workflow-profile profile *args`` would run."""
-    out = _run([snakemake, "--dry-run", "--workflow-profile", str(profile),
-                "--cores", "100000", "--nolock", *args], cwd=cwd)  # threads not capped by cores
+    out = _run(
+        [
+            snakemake,
+            "--dry-run",
+            "--workflow-profile",
+            str(profile),
+            "--cores",
+            "100000",
+            "--nolock",
+            *args,
+        ],
+        cwd=cwd,
+    )  # threads not capped by cores
     return parse_dry_run(out)
 
 
-def slurm_check(profile: str | os.PathLike = "workflow/profiles/slurm",
-                args: list[str] | None = None, *, snakemake: str = "snakemake",
-                cwd: str | os.PathLike | None = None) -> tuple[list[Request], list[str]]:
+def slurm_check(
+    profile: str | os.PathLike = "workflow/profiles/slurm",
+    args: list[str] | None = None,
+    *,
+    snakemake: str = "snakemake",
+    cwd: str | os.PathLike | None = None,
+) -> tuple[list[Request], list[str]]:
     """(the planned requests, one line per problem) for a SLURM run of the workflow in ``cwd``."""
     args = list(args or [])
     partitions = parse_sinfo(_run(["sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G|%l"]))
