@@ -134,14 +134,16 @@ class Case:
         self.states: dict[str, str] = {}
         self.stops: list[int] = []  # the resume checkpoint's step after each stopped job
         self.deadline = time.monotonic() + CASE_TIMEOUT_S
+        self.head: subprocess.Popen | None = None  # the running snakemake
 
     def start(self, *args: str) -> subprocess.Popen:
-        return snakemake(
+        self.head = snakemake(
             self.work,
             [*CLUSTER_ARGS, *args, f"results/models/{self.model}/run.json"],
             self.env,
             log=self.log,
         )
+        return self.head
 
     def note(self, text: str) -> None:
         with open(self.log, "a") as fh:
@@ -198,8 +200,19 @@ class Case:
     def end_now(self, job: str, in_s: int = 0) -> None:
         """Move the job's end time to now (+ ``in_s`` seconds)."""
         when = f"now+{in_s}" if in_s else "now"
-        slurm("scontrol", "update", f"JobId={job}", f"EndTime={when}", env=self.env)
-        self.note(f"job {job}: EndTime={when} (logged step {self.progress()})")
+        cmd = ["scontrol", "update", f"JobId={job}", f"EndTime={when}"]
+        for _ in range(5):  # slurmctld may be busy (a loaded machine): ask again
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=60)
+            except subprocess.TimeoutExpired:
+                self.note(f"job {job}: scontrol update did not answer in 60 s")
+                continue
+            if proc.returncode == 0:
+                self.note(f"job {job}: EndTime={when} (logged step {self.progress()})")
+                return
+            self.note(f"job {job}: scontrol update failed: {proc.stderr.strip()}")
+            time.sleep(1)
+        raise AssertionError(f"{self.model}: cannot move the end time of job {job}")
 
 
 def run_timeout_case(case: Case) -> Case:
@@ -292,6 +305,11 @@ class Runner(threading.Thread):
             self.result = self.fn(*self.args)
         except BaseException as err:  # noqa: BLE001 - re-raised by get()
             self.error = err
+            case = self.args[0] if self.args and isinstance(self.args[0], Case) else None
+            if case is not None:  # stop its head (which cancels its job): nothing to wait for
+                case.note(f"controller failed: {err!r}")
+                if case.head is not None and case.head.poll() is None:
+                    case.head.terminate()
 
     def get(self):
         self.join(timeout=CASE_TIMEOUT_S * 2)
