@@ -135,10 +135,24 @@ def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_
     assert load_checkpoint(state / "checkpoint.pt")["step"] == 4
     shutil.rmtree(out)  # what Snakemake does to a failed job's outputs
     run = _train(data, out, schedule=schedule, resume_dir=state)
-    assert run["resumed_from_step"] == 4 and not state.exists()
+    assert run["resumed_from_step"] == 4
     _assert_same_state(uninterrupted, out)
     assert [json.loads(r)["step"] for r in (out / "stats.jsonl").read_text().splitlines()] == [
         2, 4, 6, 7]
+    # the final state stays (hard links, no extra disk) until the outputs are accepted ...
+    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*")) == [
+        "finished", "finished/checkpoint.pt", "finished/stats.jsonl"]
+    assert (state / "finished" / "checkpoint.pt").samefile(out / "checkpoint.pt")
+    # ... so a run whose outputs were deleted after it finished does not train again
+    shutil.rmtree(out)
+    again = _train(data, out, schedule=schedule, resume_dir=state)
+    assert again["resumed_from_step"] == SCHEDULE["steps"]
+    _assert_same_state(uninterrupted, out)
+    assert (out / "stats.jsonl").read_text() == (state / "finished" / "stats.jsonl").read_text()
+    # a different config starts afresh instead of taking up that state
+    shutil.rmtree(out)
+    other = _train(data, out, schedule=schedule, resume_dir=state, seed=4)
+    assert other["resumed_from_step"] == 0
 
 
 def test_more_steps_continue_a_finished_run(data, uninterrupted, tmp_path):

@@ -164,7 +164,11 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
         assert len(list((synthetic / "nifti").glob("*.nii.gz"))) == 4 * (
             1 if m.endswith("t1") else 4
         )
-        assert not (work / "results" / "resume" / m).exists()  # interim checkpoints cleaned up
+        # interim checkpoints cleaned up; the final state stays (hard links) until a next run
+        resume = work / "results" / "resume" / m
+        assert sorted(p.relative_to(resume).as_posix() for p in resume.rglob("*")) == [
+            "finished", "finished/checkpoint.pt", "finished/stats.jsonl"]
+        assert (resume / "finished" / "checkpoint.pt").samefile(d / "checkpoint.pt")
 
 
 def test_tiny_workflow_runs_every_analysis(tiny_run):

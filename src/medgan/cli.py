@@ -1,4 +1,4 @@
-"""The ``medgan`` command line: ``medgan generate`` and ``medgan phantoms``.
+"""The ``medgan`` command line: ``medgan generate``, ``medgan phantoms``, ``medgan slurm-check``.
 
 Bad input (a missing or unreadable file, a bad value) is reported as one line on stderr and exit
 status 2, never a traceback.
@@ -42,11 +42,39 @@ def _parser() -> argparse.ArgumentParser:
     ph.add_argument("--n", type=int, default=None,
                     help="number of subjects (fundus: images); default: the generator's own")
     ph.add_argument("--seed", type=int, default=0)
+
+    sc = sub.add_parser("slurm-check", help="before a SLURM run: check every job's request "
+                                            "against the cluster (exit 1 if one cannot run)",
+                        description="Compare what each job of a SLURM run will ask for (threads,"
+                                    " memory, runtime, partition, GPUs; from a dry run with the "
+                                    "profile) with the cluster's partitions (sinfo), and the "
+                                    "status command with its accounting (scontrol show config).")
+    sc.add_argument("--workflow-profile", default="workflow/profiles/slurm",
+                    help="the SLURM profile (default workflow/profiles/slurm)")
+    sc.add_argument("--directory", default=".", help="the workflow's directory (default: here)")
+    sc.add_argument("--snakemake", default="snakemake", help="the snakemake command")
+    sc.add_argument("snakemake_args", nargs=argparse.REMAINDER,
+                    help="targets and options of the planned run, e.g. --configfile my.yaml")
     return parser
 
 
+def _slurm_check(args: argparse.Namespace) -> int:
+    from medgan.slurm_check import slurm_check
+
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    requests, problems = slurm_check(args.workflow_profile, extra, snakemake=args.snakemake,
+                                     cwd=args.directory)
+    for line in problems:
+        print(f"medgan slurm-check: {line}", file=sys.stderr)
+    rules = sorted({r.rule for r in requests})
+    print(f"{len(requests)} job(s) of {len(rules)} rule(s) checked: "
+          + (f"{len(problems)} problem(s)" if problems else "every request fits the cluster"))
+    return 1 if problems else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 2 bad input)."""
+    """Run the command line; return the exit status (0 ok, 1 slurm-check found problems,
+    2 bad input)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
@@ -58,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        device=args.device)
             print(f"wrote {manifest['n']} images ({', '.join(manifest['formats'])}) "
                   f"to {args.out_dir}")
+        elif args.command == "slurm-check":
+            return _slurm_check(args)
         else:
             from medgan.data.phantoms import make_phantoms
 

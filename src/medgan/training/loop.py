@@ -83,12 +83,13 @@ from medgan.training.checkpoint import (
     sigterm_requested,
 )
 from medgan.training.data import RealBatches
+from medgan.training.deadline import JobDeadline, keep_finished, reuse_finished
 from medgan.training.distributed import Ranks
 from medgan.training.generate import sample_images
 from medgan.training.progressive import Stage, stage_log
 from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
 from medgan.training.schedule import draw_latents
-from medgan.training.state import TrainingState
+from medgan.training.state import TrainingState, check_resumable
 from medgan.training.stats import StatsLog
 from medgan.training.step import train_step
 
@@ -113,9 +114,12 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     ``out_dir/checkpoint.pt`` if present
     (its config must match, else :class:`InputError` naming the file and the differing key);
     ``False`` starts afresh and overwrites it. ``resume_dir`` (default ``out_dir``) holds the
-    interim checkpoints and the partial log instead, and is emptied at the end: a directory that
-    a workflow manager does not delete before retrying a job (Snakemake removes a job's declared
-    outputs). ``performance``: CUDA speed switches of :mod:`medgan.training.accel` (no-ops on CPU;
+    interim checkpoints and the partial log instead, and keeps only the final state at the end
+    (``finished/``, hard links; the next run takes it up instead of training again, see
+    :mod:`medgan.training.deadline`): a directory that a workflow manager does not delete before
+    retrying a job (Snakemake removes a job's declared outputs). In a SLURM job, training stops
+    as on SIGTERM a margin before the job's end time. ``performance``: CUDA speed switches of
+    :mod:`medgan.training.accel` (no-ops on CPU;
     recorded in the config, but a resumed run may change them). ``split``: a ``split.tsv``
     (:mod:`medgan.data.split`); only its training rows are trained on (None: every image). Returns
     the ``run.json`` content. On SIGTERM raises
@@ -151,6 +155,9 @@ class TrainingLoop:
                                             enabled=not accel.has_gradient_penalty(run.loss))
         self.autocast_g = functools.partial(accel.autocast, run.performance, run.device)
         self.start_step, rows = 0, []
+        if resume and files.state_dir != files.out:  # a finished run whose outputs were deleted
+            reuse_finished(files.state_dir, checkpoint=files.checkpoint, stats=files.partial_stats,
+                           check=lambda path, ckpt: check_resumable(path, ckpt, run.config))
         found = files.resumable()
         if resume and found:
             self.start_step = state.resume(found)
@@ -159,6 +166,7 @@ class TrainingLoop:
         files.state_dir.mkdir(parents=True, exist_ok=True)
         self.log = StatsLog(files.partial_stats, rows, run_name=str(files.out))
         self.train_s = 0.0
+        self.deadline = JobDeadline.from_environment()  # a SLURM job's end time, else None
 
     # --- what one step draws ------------------------------------------------------------------
 
@@ -206,6 +214,10 @@ class TrainingLoop:
             bar.close()
             self.train_s = self.log.train_s
             self.save_checkpoint(steps, final=True)
+            if self.files.state_dir != self.files.out:  # until the outputs are accepted: a job
+                # that ends after its time limit is failed and its outputs deleted
+                keep_finished(self.files.state_dir, checkpoint=self.files.final_checkpoint,
+                              stats=self.files.partial_stats)
             self.write_samples()
 
     def train_one(self, step: int) -> None:
@@ -225,8 +237,10 @@ class TrainingLoop:
 
     def stop_requested(self, sigterm: dict[str, bool]) -> bool:
         """Whether to stop after this step (checkpoint, then :class:`TrainingInterrupted`):
-        SIGTERM arrived. The one place the loop decides to stop early."""
-        return self.ranks.any(sigterm["stop"])
+        SIGTERM arrived, or the SLURM job's end time is near (:mod:`medgan.training.deadline`).
+        The one place the loop decides to stop early."""
+        due = self.deadline is not None and self.deadline.due()
+        return self.ranks.any(sigterm["stop"] or due)
 
     # --- files --------------------------------------------------------------------------------
 
@@ -244,7 +258,8 @@ class TrainingLoop:
                         ncols=8 if len(self.run.config["channels"]) == 1 else 4)
 
     def finish(self, *, t_start: float, provenance: dict | None) -> dict[str, Any]:
-        """Put the log in place, plot it, empty the resume directory and write ``run.json``
+        """Put the log in place, plot it, empty the resume directory (but for the final state
+        that :func:`~medgan.training.deadline.keep_finished` kept) and write ``run.json``
         (last: it marks the run complete); returns its content."""
         files, run = self.files, self.run
         self.log.close_into(files.stats)
