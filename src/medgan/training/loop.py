@@ -68,6 +68,7 @@ import functools
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,8 +84,9 @@ from medgan.training.checkpoint import (
     sigterm_requested,
 )
 from medgan.training.data import RealBatches
-from medgan.training.distributed import Ranks
+from medgan.training.distributed import launched_by_torchrun, start_processes
 from medgan.training.generate import sample_images
+from medgan.training.launch import run_processes
 from medgan.training.progressive import Stage, stage_log
 from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
 from medgan.training.schedule import draw_latents
@@ -102,7 +104,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               progress: bool = True, resume: bool = True,
               resume_dir: str | os.PathLike | None = None,
               performance: dict | None = None,
-              split: str | os.PathLike | None = None) -> dict:
+              split: str | os.PathLike | None = None,
+              processes: int | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -120,14 +123,27 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     (:mod:`medgan.data.split`); only its training rows are trained on (None: every image). Returns
     the ``run.json`` content. On SIGTERM raises
     :class:`~medgan.training.checkpoint.TrainingInterrupted` after writing a checkpoint.
+
+    Data-parallel training: ``processes`` N > 1 runs this function on N processes of this
+    machine under ``torchrun`` (:mod:`medgan.training.launch`; one GPU each on CUDA), and a
+    process that torchrun started joins its process group and trains its shard of every batch
+    (:mod:`medgan.training.distributed`); the schedule's batch sizes are global batches.
     """
     t_start = time.perf_counter()
-    run = prepare_run(data_dir, out_dir, channels=channels, resolution=resolution,
-                      architecture=architecture, loss=loss, optimizer=optimizer,
-                      schedule=schedule, seed=seed, device=device, threads=threads,
-                      performance=performance, split=split)
+    args = {"channels": channels, "resolution": resolution, "architecture": architecture,
+            "loss": loss, "optimizer": optimizer, "schedule": schedule, "seed": seed,
+            "threads": threads, "performance": performance, "split": split}
+    if processes is not None and processes > 1 and not launched_by_torchrun():
+        return run_processes(processes, {
+            "data_dir": str(data_dir), "out_dir": str(out_dir), **args, "device": device,
+            "split": None if split is None else str(split), "provenance": provenance,
+            "progress": progress, "resume": resume,
+            "resume_dir": None if resume_dir is None else str(resume_dir)},
+            args_dir=Path(out_dir if resume_dir is None else resume_dir))
+    ranks, dev = start_processes(device)
+    run = prepare_run(data_dir, out_dir, device=dev, ranks=ranks, **args)
     state = TrainingState.create(run.config, device=run.device, n_images=run.n_images,
-                                 batch_size=run.first_batch_size)
+                                 batch_size=run.first_batch_size, ranks=run.ranks)
     loop = TrainingLoop(run, state, files=RunFiles.of(run.out_dir, resume_dir),
                         resume=resume, progress=progress)
     loop.train()
@@ -139,11 +155,13 @@ class TrainingLoop:
     writes the log, checkpoints and samples of the run directory ``files``."""
 
     def __init__(self, run: TrainingRun, state: TrainingState, *, files: RunFiles,
-                 resume: bool = True, progress: bool = True, ranks: Ranks | None = None):
-        self.run, self.state, self.files, self.progress = run, state, files, progress
-        self.ranks = ranks or Ranks()
+                 resume: bool = True, progress: bool = True):
+        self.run, self.state, self.files = run, state, files
+        self.ranks = run.ranks
+        self.main = self.ranks.is_main  # only the main process writes files
+        self.progress = progress and self.main
         self.batches = RealBatches(run.images, run.rows, state.sampler, run.device,
-                                   run.performance)
+                                   run.performance, self.ranks)
         self.batch_size = state.sampler.batch_size
         self.stage: Stage | None = None  # progressive runs: the stage of the current step
         # a gradient penalty differentiates D's input gradient: keep that D step in float32
@@ -154,10 +172,13 @@ class TrainingLoop:
         found = files.resumable()
         if resume and found:
             self.start_step = state.resume(found)
-            rows = continue_stats([files.partial_stats, files.stats], self.start_step)
-        files.out.mkdir(parents=True, exist_ok=True)
-        files.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log = StatsLog(files.partial_stats, rows, run_name=str(files.out))
+            if self.main:
+                rows = continue_stats([files.partial_stats, files.stats], self.start_step)
+        if self.main:
+            files.out.mkdir(parents=True, exist_ok=True)
+            files.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = StatsLog(files.partial_stats if self.main else None, rows,
+                            run_name=str(files.out))
         self.train_s = 0.0
 
     # --- what one step draws ------------------------------------------------------------------
@@ -167,10 +188,11 @@ class TrainingLoop:
         return self.batches.next(self.batch_size, self.stage)
 
     def next_z(self) -> torch.Tensor:
-        """Fresh training latents for one batch."""
-        return draw_latents(self.batch_size, self.state.G.latent_dim,
-                            distribution=self.run.schedule["latent_distribution"],
-                            generator=self.state.generators["noise"], device=self.run.device)
+        """Fresh training latents for one batch (this process's rows of the global batch's)."""
+        return self.ranks.take(draw_latents(
+            self.batch_size, self.state.G.latent_dim,
+            distribution=self.run.schedule["latent_distribution"],
+            generator=self.state.generators["noise"], device=self.run.device))
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -186,7 +208,7 @@ class TrainingLoop:
                 bar.update(1)
                 if step % self.run.schedule["log_every"] == 0 or step == steps:
                     row = self.log.write_row(step, stage_log(self.stage) if self.stage else {},
-                                             self.state.stats.means())
+                                             self.ranks.mean(self.state.stats.means()))
                     bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
                 if step == steps:
                     break
@@ -218,26 +240,33 @@ class TrainingLoop:
             self.batch_size = self.stage.batch_size
         train_step(state.G_train, state.D_train, self.run.loss, state.opt_g, state.opt_d,
                    self.next_real, self.next_z, state.stats,
-                   autocast_d=self.autocast_d, autocast_g=self.autocast_g)
+                   autocast_d=self.autocast_d, autocast_g=self.autocast_g, **state.frozen_models)
         if state.ema:
             state.ema.update(state.G)
         self.log.count_step(self.run.loss.n_critic * self.batch_size)
 
     def stop_requested(self, sigterm: dict[str, bool]) -> bool:
         """Whether to stop after this step (checkpoint, then :class:`TrainingInterrupted`):
-        SIGTERM arrived. The one place the loop decides to stop early."""
+        SIGTERM arrived (in any process: all stop after the same step). The one place the loop
+        decides to stop early."""
         return self.ranks.any(sigterm["stop"])
 
     # --- files --------------------------------------------------------------------------------
 
     def save_checkpoint(self, step: int, *, final: bool = False) -> None:
-        """The checkpoint after ``step``: the interim one, or (``final``) the run's output."""
+        """The checkpoint after ``step``: the interim one, or (``final``) the run's output.
+        Every process takes part (the log sums are gathered); the main one writes it."""
         with self.log.paused():
             self.log.flush()
             path = self.files.final_checkpoint if final else self.files.checkpoint
-            save_checkpoint(path, self.state.checkpoint(step))
+            checkpoint = self.state.checkpoint(step)
+            if self.main:
+                save_checkpoint(path, checkpoint)
+            self.ranks.barrier()
 
     def write_samples(self) -> None:
+        if not self.main:
+            return
         save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z),
                         self.files.out / "samples.png", channel_names=self.run.config["channels"],
                         value_ranges=self.run.sample_ranges,
@@ -245,18 +274,24 @@ class TrainingLoop:
 
     def finish(self, *, t_start: float, provenance: dict | None) -> dict[str, Any]:
         """Put the log in place, plot it, empty the resume directory and write ``run.json``
-        (last: it marks the run complete); returns its content."""
-        files, run = self.files, self.run
+        (last: it marks the run complete; the main process only); returns its content."""
+        if self.main:
+            self._write_outputs()
+        record = run_record(self.run, provenance=provenance, start_step=self.start_step,
+                            t_start=t_start, train_s=self.train_s,
+                            images_trained=self.log.images_trained, final=self.log.last_row)
+        if self.main:
+            write_json(self.files.out / "run.json", record)
+        self.ranks.barrier()
+        return record
+
+    def _write_outputs(self) -> None:
+        files, config = self.files, self.run.config
         self.log.close_into(files.stats)
         plot_loss_curves(files.stats, files.out / "losses.png",
-                         title=f"{files.out.name}: {run.config['architecture']['name']}, "
-                               f"{run.config['loss']['name']}")
+                         title=f"{files.out.name}: {config['architecture']['name']}, "
+                               f"{config['loss']['name']}")
         if files.state_dir != files.out:
             files.checkpoint.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 files.state_dir.rmdir()  # if empty
-        record = run_record(run, provenance=provenance, start_step=self.start_step,
-                            t_start=t_start, train_s=self.train_s,
-                            images_trained=self.log.images_trained, final=self.log.last_row)
-        write_json(files.out / "run.json", record)
-        return record
