@@ -52,6 +52,12 @@ Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, 
 training latents, and the fixed sample latents. On CPU, the same seed and thread count give
 bit-identical weights.
 
+Data-parallel (``processes`` N > 1, or started by torchrun): every process runs this loop on its
+rows of each global batch (:mod:`medgan.training.distributed`, :mod:`medgan.training.ddp`); the
+log's means, the stop decision and the checkpoint's log sums are gathered over the processes,
+and only the main process (rank 0) writes files. The same seed and N give the same run; 1 and N
+processes agree up to float32 summation order.
+
 Where things are (read this module first, then :mod:`medgan.training.step`):
 :mod:`~medgan.training.run` resolves the arguments into a ``TrainingRun``;
 :mod:`~medgan.training.state` builds, saves and loads the ``TrainingState`` (models, optimisers,
