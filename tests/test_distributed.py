@@ -12,11 +12,22 @@ Tolerance of "equal" between 1 and 2 processes: the two compute the same sums in
 order (each process's loss is a mean over half the batch and DDP averages the gradients;
 BatchNorm statistics are all-reduced sums instead of one kernel; the DRAGAN std is two-pass).
 Each such sum differs by a few float32 ulps (~1e-7 relative); training carries the differences
-on, and Adam, dividing by sqrt(v), enlarges them where a gradient is close to zero. Measured:
-at most 4e-4 of the distance the weights moved from their initialisation (PGGAN's generator;
-1e-7 for the DCGANs). The bound, 5e-3 of that distance, is 10x above the measurement and
-far below what a real mismatch gives (BatchNorm statistics or interpolation weights per
-process instead of per global batch move the weights by a sizeable fraction of that distance).
+on, and Adam, dividing by sqrt(v), enlarges them where a gradient is close to zero. Measured
+(weights: |w1 - w2| / |w1 - w0|, the distance from initialisation; losses: relative difference
+of each logged mean), against controls that break one thing on purpose:
+
+=====================  ==================  =====================================================
+run                    correct (measured)  broken (measured)
+=====================  ==================  =====================================================
+DCGAN/WGAN-GP/DRAGAN   weights <= 1.6e-7   >= 4.7e-4 (per-process BatchNorm statistics, or
+                       losses  <= 2.8e-6   per-process GP/DRAGAN draws); losses >= 8e-5
+PGGAN (equalised lr,   weights <= 3.7e-4   >= 2.4e-2 (minibatch-stddev groups split across
+ weights O(1))         losses  <= 6.2e-8   processes, or per-process GP draws); losses >= 4e-4
+=====================  ==================  =====================================================
+
+(PGGAN: 3.7e-4 for a 15-step run of other seed and phases; this file's run: 8.5e-6.) The bounds
+sit between the two columns: weights 1e-5 (DCGAN family) and 3e-3 (PGGAN), losses 2e-5
+relative.
 """
 
 from __future__ import annotations
@@ -43,7 +54,9 @@ from medgan.training.launch import torchrun_command
 
 pytestmark = pytest.mark.distributed
 
-TOLERANCE = 5e-3  # of the distance travelled from initialisation; see the module docstring
+# of the distance the weights travelled from initialisation; see the module docstring
+TOLERANCE = {"dcgan_bce": 1e-5, "wgan_gp": 1e-5, "pggan_fade": 3e-3, "stopped": 1e-5}
+LOSS_TOLERANCE = 2e-5  # relative, per logged mean
 COMMON = {"channels": None, "resolution": 16, "seed": 5, "device": "cpu", "threads": 1,
           "progress": False, "optimizer": {"name": "adam"}}
 DCGAN = {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8}
@@ -143,8 +156,8 @@ def _weights(state_dict):
                       if torch.is_tensor(v) and v.is_floating_point()])
 
 
-def _assert_close_runs(a, b, run, seed):
-    """``a`` and ``b`` (checkpoints) agree within TOLERANCE of the distance travelled."""
+def _assert_close_runs(a, b, run, seed, tolerance):
+    """``a`` and ``b`` (checkpoints) agree within ``tolerance`` of the distance travelled."""
     torch.manual_seed(seed)  # the initial weights, drawn as TrainingState.create draws them
     arch = resolved_config(run["architecture"])
     initial = {"generator": build_generator(arch, channels=1, resolution=16).state_dict(),
@@ -153,7 +166,9 @@ def _assert_close_runs(a, b, run, seed):
         w0, wa, wb = (_weights(s) for s in (initial[model], a[model], b[model]))
         travelled = (wa - w0).norm()
         assert travelled > 1e-2, model  # training moved the weights
-        assert (wa - wb).norm() <= TOLERANCE * travelled, (model, (wa - wb).norm() / travelled)
+        ratio = float((wa - wb).norm() / travelled)
+        print(f"{model}: |w1 - w2| / |w1 - w0| = {ratio:.2e}")
+        assert ratio <= tolerance, (model, ratio)
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -165,7 +180,7 @@ def test_two_processes_train_as_one(runs, name, tmp_path):
     b = load_checkpoint(runs["root"] / f"{name}-2" / "checkpoint.pt")
     assert a["step"] == b["step"] == one["config"]["schedule"]["steps"]
     assert two["config"] == one["config"]  # the same run: the batch size is the global batch
-    _assert_close_runs(a, b, run, COMMON["seed"])
+    _assert_close_runs(a, b, run, COMMON["seed"], TOLERANCE[name])
     if name == "pggan_fade":  # ended at full resolution, stage in the state dict
         assert a["generator"]["_extra_state"] == b["generator"]["_extra_state"]
     rows_one = [json.loads(r) for r in (tmp_path / "one" / "stats.jsonl").read_text().splitlines()]
@@ -173,7 +188,8 @@ def test_two_processes_train_as_one(runs, name, tmp_path):
                 for r in (runs["root"] / f"{name}-2" / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two]
     for r1, r2 in zip(rows_one, rows_two, strict=True):  # losses are global-batch means
-        assert r2["d_loss"] == pytest.approx(r1["d_loss"], rel=1e-3, abs=1e-4)
+        for key in ("d_loss", "g_loss"):
+            assert r2[key] == pytest.approx(r1[key], rel=LOSS_TOLERANCE, abs=1e-7), (key, r1, r2)
 
 
 def _tensors(obj, prefix=""):
@@ -223,7 +239,7 @@ def test_a_two_process_checkpoint_resumes_on_one_process(runs, tmp_path):
         runs["root"] / "stopped-copy" / "checkpoint.pt")["step"]
     _assert_close_runs(load_checkpoint(out / "checkpoint.pt"),
                        load_checkpoint(runs["root"] / "whole" / "checkpoint.pt"), STOPPED,
-                       COMMON["seed"])
+                       COMMON["seed"], TOLERANCE["stopped"])
 
 
 def test_shards_keep_minibatch_stddev_groups():

@@ -254,8 +254,9 @@ class TrainingLoop:
     def stop_requested(self, sigterm: dict[str, bool]) -> bool:
         """Whether to stop after this step (checkpoint, then :class:`TrainingInterrupted`):
         SIGTERM arrived (in any process: all stop after the same step). The one place the loop
-        decides to stop early."""
-        return self.ranks.any(sigterm["stop"])
+        decides to stop early: another reason (e.g. a job's time limit) joins ``local`` here."""
+        local = sigterm["stop"]
+        return self.ranks.any(local)  # every process stops after the same step
 
     # --- files --------------------------------------------------------------------------------
 
