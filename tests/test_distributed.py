@@ -129,11 +129,9 @@ def runs(tmp_path_factory):
     jobs.append(_job(data, stopped, STOPPED, slow=True))
     launcher = textwrap.dedent(f"""
         import json, sys
-        from pathlib import Path
         from medgan.training.launch import run_processes
         kwargs = {{"jobs": json.loads(sys.argv[1]), "out_dir": {str(stopped)!r}, "threads": 2}}
-        run_processes(2, kwargs, args_dir=Path({str(root / "launch")!r}),
-                      module="ddp_test_worker")
+        run_processes(2, kwargs, module="ddp_test_worker")
     """)
     proc = subprocess.Popen([sys.executable, "-c", launcher, json.dumps(jobs)], env=env,
                             stderr=subprocess.PIPE, text=True)

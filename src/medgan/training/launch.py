@@ -2,7 +2,7 @@
 
 :func:`run_processes` is what :func:`~medgan.training.loop.train_gan` does when asked for
 ``processes > 1`` in a process that torchrun did not start (a workflow job, a notebook): it writes
-the arguments to a JSON file in the run's state directory and runs
+the arguments to a temporary JSON file and runs
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m medgan.training ARGS.json
 
@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,33 +53,21 @@ def _fileno(stream: Any) -> int | None:
         return None
 
 
-def run_processes(nproc: int, kwargs: dict[str, Any], *, args_dir: Path,
+def run_processes(nproc: int, kwargs: dict[str, Any], *,
                   module: str = "medgan.training") -> dict[str, Any]:
     """Train with ``train_gan(**kwargs)`` on ``nproc`` processes; returns ``run.json``'s
     content. ``kwargs`` must be JSON-serialisable (paths as strings); ``threads`` is divided
     among the processes. ``module``: the entry point each process runs (``python -m module
-    ARGS.json``); ``args_dir``: where ``ARGS.json`` is written while they run."""
+    ARGS.json``; ARGS.json lives in a temporary directory while they run)."""
     threads = kwargs.get("threads")  # the job's threads, shared by its processes
     kwargs = {**kwargs, "threads": None if threads is None else max(1, threads // nproc)}
-    args_dir.mkdir(parents=True, exist_ok=True)
-    args_path = args_dir / "torchrun_args.json"
-    write_json(args_path, kwargs)
     env = {**os.environ, "OMP_NUM_THREADS": str(kwargs["threads"] or 1)}
-    proc = subprocess.Popen(torchrun_command(nproc, args_path, module=module), env=env,
-                            stdout=_fileno(sys.stdout), stderr=_fileno(sys.stderr))
-    received: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        received.append(signum)
-        proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
-    try:
-        returncode = proc.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    args_path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="medgan-torchrun-") as tmp:
+        args_path = Path(tmp) / "args.json"
+        write_json(args_path, kwargs)
+        proc = subprocess.Popen(torchrun_command(nproc, args_path, module=module), env=env,
+                                stdout=_fileno(sys.stdout), stderr=_fileno(sys.stderr))
+        returncode, received = _wait_forwarding_signals(proc)
     out_dir = Path(kwargs["out_dir"])
     if returncode == 0:
         return json.loads((out_dir / "run.json").read_text())
@@ -87,3 +76,20 @@ def run_processes(nproc: int, kwargs: dict[str, Any], *, args_dir: Path,
         raise TrainingInterrupted(checkpoint, int(load_checkpoint(checkpoint)["step"]))
     raise RuntimeError(f"{out_dir}: training on {nproc} processes failed (torchrun exit status "
                        f"{returncode}); the processes' errors are in the log above")
+
+
+def _wait_forwarding_signals(proc: subprocess.Popen) -> tuple[int, list[int]]:
+    """Wait for ``proc``, passing SIGTERM and SIGINT on to it; its exit status and the signals
+    passed on."""
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
+    try:
+        return proc.wait(), received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -74,7 +74,6 @@ import functools
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -144,8 +143,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             "data_dir": str(data_dir), "out_dir": str(out_dir), **args, "device": device,
             "split": None if split is None else str(split), "provenance": provenance,
             "progress": progress, "resume": resume,
-            "resume_dir": None if resume_dir is None else str(resume_dir)},
-            args_dir=Path(out_dir if resume_dir is None else resume_dir))
+            "resume_dir": None if resume_dir is None else str(resume_dir)})
     ranks, dev = start_processes(device)
     run = prepare_run(data_dir, out_dir, device=dev, ranks=ranks, **args)
     state = TrainingState.create(run.config, device=run.device, n_images=run.n_images,
