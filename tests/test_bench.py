@@ -41,3 +41,18 @@ def test_peak_table():
     assert peak_bf16_tflops("NVIDIA H200") == 989.0
     assert peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert peak_bf16_tflops("Some GPU") is None
+
+
+def test_bench_processes_reports_scaling(tmp_path):
+    out = tmp_path / "procs.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medgan.bench", "--processes", "1", "--modes", "eager",
+         "--steps", "2", "--warmup", "1", "--resolution", "16", "--batch", "4",
+         "--device", "cpu", "--threads", "1",
+         "--arch-config", '{"width": 4, "max_width": 8, "latent_dim": 8}', "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["processes"] == 1 and row["local_batch"] == 4 and row["images_per_s"] > 0
+    assert row["scaling_efficiency"] == 1.0
+    assert "procs" in proc.stdout and "100%" in proc.stdout

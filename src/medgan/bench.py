@@ -22,12 +22,16 @@ FLOPs per step (counted once per configuration with ``FlopCounterMode`` on an fp
 achieved TFLOP/s and, where a peak is known, its fraction of the device's dense bf16 peak (from
 :data:`BF16_PEAK_TFLOPS` by device name or ``--peak-tflops``; the eager rows are compared with
 the same bf16 peak), and the fast/eager speed-up.
+
+``--processes 1 2 4``: data-parallel training instead, 1 vs N processes side by side (images/s
+and scaling efficiency at the same global batch; see :mod:`medgan.bench_ddp`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -306,6 +310,37 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_process_benchmark(*, archs: Sequence[str], resolutions: Sequence[int],
+                          batches: Sequence[int], processes: Sequence[int], modes: Sequence[str],
+                          steps: int, warmup: int, device: str, channels: int, loss: dict,
+                          arch_overrides: dict, compile_models: bool, threads: int | None,
+                          seed: int) -> list[dict[str, Any]]:
+    """:func:`medgan.bench_ddp.bench_processes` for every configuration and mode."""
+    from medgan.bench_ddp import bench_processes
+
+    rows = []
+    for arch, res, batch, mode in itertools.product(archs, resolutions, batches, modes):
+        spec = {"arch": arch, "arch_overrides": arch_overrides, "loss": loss,
+                "channels": channels, "resolution": res, "batch": batch, "mode": mode,
+                "performance": {"compile": compile_models}, "steps": steps,
+                "warmup": warmup, "seed": seed, "device": device}
+        rows += bench_processes(spec, list(processes), threads=threads)
+    return rows
+
+
+def format_process_table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'arch':<16}{'res':>5}{'batch':>6} {'mode':<6}{'procs':>6}{'img/s':>11}"
+            f"{'ms/step':>9}{'scaling':>9}{'peak MB':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        eff, mem = r["scaling_efficiency"], r["peak_memory_mb"]
+        lines.append(f"{r['arch']:<16}{r['resolution']:>5}{r['batch']:>6} {r['mode']:<6}"
+                     f"{r['processes']:>6}{r['images_per_s']:>11.1f}{r['ms_per_step']:>9.1f}"
+                     f"{(f'{100 * eff:.0f}%' if eff is not None else '-'):>9}"
+                     f"{(f'{mem:.0f}' if mem is not None else '-'):>9}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medgan.bench",
                                 description="GAN training-speed benchmark (eager fp32 vs fast).")
@@ -326,6 +361,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="peak bf16 TFLOP/s of the device (default: from a table by name)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--processes", nargs="+", type=int, default=None,
+                   help="data-parallel: time 1 vs N torchrun processes (e.g. 1 2 4)")
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     return p
 
@@ -339,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         archs = sorted(ARCHITECTURES) if args.arch == ["all"] else args.arch
         loss = (json.loads(args.loss) if args.loss.lstrip().startswith("{")
                 else {"name": args.loss})
+        if args.processes:
+            return _main_processes(args, archs, loss)
         report = run_benchmark(archs=archs, resolutions=args.resolution, batches=args.batch,
                                steps=args.steps, warmup=args.warmup, device=args.device,
                                channels=args.channels, loss=loss,
@@ -353,6 +392,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from medgan.atomic import write_json
 
         write_json(args.json, report)
+    return 0
+
+
+def _main_processes(args: argparse.Namespace, archs: list[str], loss: dict) -> int:
+    if min(args.processes) < 1:
+        raise ValueError("--processes must be >= 1")
+    rows = run_process_benchmark(
+        archs=archs, resolutions=args.resolution, batches=args.batch, processes=args.processes,
+        modes=args.modes, steps=args.steps, warmup=args.warmup, device=args.device,
+        channels=args.channels, loss=loss, arch_overrides=json.loads(args.arch_config),
+        compile_models=args.compile, threads=args.threads, seed=args.seed)
+    print(format_process_table(rows))
+    if args.json:
+        from medgan.atomic import write_json
+
+        write_json(args.json, {"medgan_version": __version__,
+                               "torch_version": str(torch.__version__), "results": rows})
     return 0
 
 

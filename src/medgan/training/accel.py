@@ -21,7 +21,7 @@ bit-exact resume) are unchanged whatever the config says.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -60,17 +60,19 @@ def configure_backends(cfg: dict[str, Any], device: torch.device | str) -> None:
     torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]
 
 
-def prepare_module(module: torch.nn.Module, cfg: dict[str, Any],
-                   device: torch.device | str) -> torch.nn.Module:
+def prepare_module(module: torch.nn.Module, cfg: dict[str, Any], device: torch.device | str,
+                   wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                   ) -> torch.nn.Module:
     """Put ``module`` in channels-last memory format (in place) and return the module to call
-    in training: ``torch.compile(module)`` with ``compile``, else ``module`` itself. No-op on
-    CPU."""
-    if not _on_cuda(device):
-        return module
+    in training: ``wrap(module)`` if given (the DDP wrapper of a data-parallel run), then
+    ``torch.compile`` of it with ``compile``. Channels-last and compilation are no-ops on CPU."""
+    on_cuda = _on_cuda(device)
     cfg = resolve_performance(cfg)
-    if cfg["channels_last"]:
+    if on_cuda and cfg["channels_last"]:
         module.to(memory_format=torch.channels_last)
-    return torch.compile(module) if cfg["compile"] else module
+    if wrap is not None:
+        module = wrap(module)
+    return torch.compile(module) if on_cuda and cfg["compile"] else module
 
 
 def prepare_batch(images: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:

@@ -22,6 +22,7 @@ from medgan.data.prepared import load_prepared
 from medgan.errors import InputError
 from medgan.plotting import display_range
 from medgan.training import accel
+from medgan.training.distributed import Ranks
 from medgan.training.progressive import Stage, real_batch
 
 PRELOAD_BYTES = 1 << 30  # datasets up to this size are copied to the device once
@@ -109,15 +110,21 @@ def display_ranges(images: np.ndarray, max_images: int = 256) -> list[tuple[floa
 
 class RealBatches:
     """Real batches on ``device`` from ``images`` (rows ``rows`` of it; None: all), in the order
-    of ``sampler``, shaped for the stage being trained and laid out for ``performance``."""
+    of ``sampler``, shaped for the stage being trained and laid out for ``performance``.
+
+    In a data-parallel run (``ranks``) every process draws the same global batch of indices and
+    reads only its own rows of it (:meth:`~medgan.training.distributed.Ranks.take`).
+    """
 
     def __init__(self, images: np.ndarray, rows: np.ndarray | None, sampler: EpochSampler,
-                 device: torch.device, performance: dict[str, Any]):
+                 device: torch.device, performance: dict[str, Any], ranks: Ranks | None = None):
         self.sampler, self.performance = sampler, performance
+        self.ranks = ranks or Ranks()
         self.read = batch_reader(images, device, rows)
 
     def next(self, batch_size: int, stage: Stage | None = None) -> torch.Tensor:
-        """The next ``batch_size`` real images (at ``stage``'s resolution and fade, if given)."""
-        images = self.read(self.sampler.next(batch_size))
+        """The next real images of a global batch of ``batch_size`` (this process's rows), at
+        ``stage``'s resolution and fade if given."""
+        images = self.read(self.ranks.take(self.sampler.next(batch_size)))
         return accel.prepare_batch(images if stage is None else real_batch(images, stage),
                                    self.performance)

@@ -189,15 +189,9 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, format="PNG")
 
 
-def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, n: int,
-                    seed: int = 0, formats: Sequence[str] = FORMATS,
-                    nifti_layout: str = "per_channel", png_dtype: str = "uint8",
-                    batch_size: int = 256, device: str = "cpu") -> dict[str, Any]:
-    """Write ``n`` synthetic images of the generator in ``checkpoint`` to ``out_dir``.
-
-    See the module docstring for the files. Returns the ``manifest.json`` content. A missing or
-    unreadable checkpoint raises :class:`InputError` before anything is written.
-    """
+def _check_synthetic_args(*, n: int, seed: int, batch_size: int, formats: Sequence[str],
+                          nifti_layout: str, png_dtype: str) -> list[str]:
+    """``ValueError`` for a bad argument of :func:`write_synthetic`; the formats, once each."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -213,6 +207,47 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
                          f"got {nifti_layout!r}")
     if png_dtype not in PNG_DTYPES:
         raise ValueError(f"png_dtype must be one of {list(PNG_DTYPES)}, got {png_dtype!r}")
+    return formats
+
+
+def _write_nifti_files(tmp: Path, stem: str, image: np.ndarray, affine: np.ndarray, *,
+                       layout: str, channels: list[str], names: list[str]) -> dict[str, str]:
+    """The NIfTI file(s) of one image (C, H, W); their manifest columns."""
+    if layout == "multichannel":
+        rel = f"nifti/{stem}.nii.gz"
+        _write_nifti(tmp / rel, np.transpose(image, (1, 2, 0))[:, :, None, :], affine)  # HW1C
+        return {"nifti": rel}
+    row = {}
+    for c, name in enumerate(names):
+        rel = f"nifti/{stem}_{name}.nii.gz"
+        _write_nifti(tmp / rel, image[c][:, :, None], affine)
+        row[f"nifti_{channels[c]}"] = rel
+    return row
+
+
+def _write_png_files(tmp: Path, stem: str, image: np.ndarray,
+                     windows: Sequence[tuple[float, float]], dtype: type, *,
+                     channels: list[str], names: list[str]) -> dict[str, str]:
+    """One PNG per channel of one image (C, H, W); their manifest columns."""
+    row = {}
+    for c, name in enumerate(names):
+        rel = f"png/{stem}_{name}.png"
+        _write_png(tmp / rel, to_png_array(image[c], windows[c], dtype))
+        row[f"png_{channels[c]}"] = rel
+    return row
+
+
+def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, n: int,
+                    seed: int = 0, formats: Sequence[str] = FORMATS,
+                    nifti_layout: str = "per_channel", png_dtype: str = "uint8",
+                    batch_size: int = 256, device: str = "cpu") -> dict[str, Any]:
+    """Write ``n`` synthetic images of the generator in ``checkpoint`` to ``out_dir``.
+
+    See the module docstring for the files. Returns the ``manifest.json`` content. A missing or
+    unreadable checkpoint raises :class:`InputError` before anything is written.
+    """
+    formats = _check_synthetic_args(n=n, seed=seed, batch_size=batch_size, formats=formats,
+                                    nifti_layout=nifti_layout, png_dtype=png_dtype)
 
     checkpoint = Path(checkpoint)
     G, config = load_generator(checkpoint, device=device)  # InputError before any output
@@ -248,25 +283,14 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
                 used_windows.append([list(w) for w in batch_windows])
             for j, image in enumerate(batch):
                 index = start + j
-                stem = f"{index:0{width}d}"
                 row: dict[str, Any] = {"index": index, "seed": seed, "latent_index": index}
                 if "nifti" in formats:
-                    if nifti_layout == "multichannel":
-                        rel = f"nifti/{stem}.nii.gz"
-                        # (C, H, W) -> (H, W, 1, C)
-                        _write_nifti(tmp / rel, np.transpose(image, (1, 2, 0))[:, :, None, :],
-                                     affine)
-                        row["nifti"] = rel
-                    else:
-                        for c, name in enumerate(names):
-                            rel = f"nifti/{stem}_{name}.nii.gz"
-                            _write_nifti(tmp / rel, image[c][:, :, None], affine)
-                            row[f"nifti_{channels[c]}"] = rel
+                    row |= _write_nifti_files(tmp, f"{index:0{width}d}", image, affine,
+                                              layout=nifti_layout, channels=channels,
+                                              names=names)
                 if "png" in formats:
-                    for c, name in enumerate(names):
-                        rel = f"png/{stem}_{name}.png"
-                        _write_png(tmp / rel, to_png_array(image[c], batch_windows[c], dtype))
-                        row[f"png_{channels[c]}"] = rel
+                    row |= _write_png_files(tmp, f"{index:0{width}d}", image, batch_windows,
+                                            dtype, channels=channels, names=names)
                 rows.append(row)
 
         with open(tmp / "manifest.tsv", "w", newline="") as fh:

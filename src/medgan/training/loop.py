@@ -52,6 +52,12 @@ Determinism: ``seed`` seeds python, numpy and torch (model initialisation) and, 
 training latents, and the fixed sample latents. On CPU, the same seed and thread count give
 bit-identical weights.
 
+Data-parallel (``processes`` N > 1, or started by torchrun): every process runs this loop on its
+rows of each global batch (:mod:`medgan.training.distributed`, :mod:`medgan.training.ddp`); the
+log's means, the stop decision and the checkpoint's log sums are gathered over the processes,
+and only the main process (rank 0) writes files. The same seed and N give the same run; 1 and N
+processes agree up to float32 summation order.
+
 Where things are (read this module first, then :mod:`medgan.training.step`):
 :mod:`~medgan.training.run` resolves the arguments into a ``TrainingRun``;
 :mod:`~medgan.training.state` builds, saves and loads the ``TrainingState`` (models, optimisers,
@@ -84,8 +90,9 @@ from medgan.training.checkpoint import (
 )
 from medgan.training.data import RealBatches
 from medgan.training.deadline import JobDeadline, keep_finished, reuse_finished
-from medgan.training.distributed import Ranks
+from medgan.training.distributed import launched_by_torchrun, start_processes
 from medgan.training.generate import sample_images
+from medgan.training.launch import run_processes
 from medgan.training.progressive import Stage, stage_log
 from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
 from medgan.training.schedule import draw_latents
@@ -103,7 +110,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               progress: bool = True, resume: bool = True,
               resume_dir: str | os.PathLike | None = None,
               performance: dict | None = None,
-              split: str | os.PathLike | None = None) -> dict:
+              split: str | os.PathLike | None = None,
+              processes: int | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -124,14 +132,26 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     (:mod:`medgan.data.split`); only its training rows are trained on (None: every image). Returns
     the ``run.json`` content. On SIGTERM raises
     :class:`~medgan.training.checkpoint.TrainingInterrupted` after writing a checkpoint.
+
+    Data-parallel training: ``processes`` N > 1 runs this function on N processes of this
+    machine under ``torchrun`` (:mod:`medgan.training.launch`; one GPU each on CUDA), and a
+    process that torchrun started joins its process group and trains its shard of every batch
+    (:mod:`medgan.training.distributed`); the schedule's batch sizes are global batches.
     """
     t_start = time.perf_counter()
-    run = prepare_run(data_dir, out_dir, channels=channels, resolution=resolution,
-                      architecture=architecture, loss=loss, optimizer=optimizer,
-                      schedule=schedule, seed=seed, device=device, threads=threads,
-                      performance=performance, split=split)
+    args = {"channels": channels, "resolution": resolution, "architecture": architecture,
+            "loss": loss, "optimizer": optimizer, "schedule": schedule, "seed": seed,
+            "threads": threads, "performance": performance, "split": split}
+    if processes is not None and processes > 1 and not launched_by_torchrun():
+        return run_processes(processes, {
+            "data_dir": str(data_dir), "out_dir": str(out_dir), **args, "device": device,
+            "split": None if split is None else str(split), "provenance": provenance,
+            "progress": progress, "resume": resume,
+            "resume_dir": None if resume_dir is None else str(resume_dir)})
+    ranks, dev = start_processes(device)
+    run = prepare_run(data_dir, out_dir, device=dev, ranks=ranks, **args)
     state = TrainingState.create(run.config, device=run.device, n_images=run.n_images,
-                                 batch_size=run.first_batch_size)
+                                 batch_size=run.first_batch_size, ranks=run.ranks)
     loop = TrainingLoop(run, state, files=RunFiles.of(run.out_dir, resume_dir),
                         resume=resume, progress=progress)
     loop.train()
@@ -143,11 +163,13 @@ class TrainingLoop:
     writes the log, checkpoints and samples of the run directory ``files``."""
 
     def __init__(self, run: TrainingRun, state: TrainingState, *, files: RunFiles,
-                 resume: bool = True, progress: bool = True, ranks: Ranks | None = None):
-        self.run, self.state, self.files, self.progress = run, state, files, progress
-        self.ranks = ranks or Ranks()
+                 resume: bool = True, progress: bool = True):
+        self.run, self.state, self.files = run, state, files
+        self.ranks = run.ranks
+        self.main = self.ranks.is_main  # only the main process writes files
+        self.progress = progress and self.main
         self.batches = RealBatches(run.images, run.rows, state.sampler, run.device,
-                                   run.performance)
+                                   run.performance, self.ranks)
         self.batch_size = state.sampler.batch_size
         self.stage: Stage | None = None  # progressive runs: the stage of the current step
         # a gradient penalty differentiates D's input gradient: keep that D step in float32
@@ -156,15 +178,21 @@ class TrainingLoop:
         self.autocast_g = functools.partial(accel.autocast, run.performance, run.device)
         self.start_step, rows = 0, []
         if resume and files.state_dir != files.out:  # a finished run whose outputs were deleted
-            reuse_finished(files.state_dir, checkpoint=files.checkpoint, stats=files.partial_stats,
-                           check=lambda path, ckpt: check_resumable(path, ckpt, run.config))
+            if self.main:
+                reuse_finished(files.state_dir, checkpoint=files.checkpoint,
+                               stats=files.partial_stats,
+                               check=lambda path, ckpt: check_resumable(path, ckpt, run.config))
+            self.ranks.barrier()
         found = files.resumable()
         if resume and found:
             self.start_step = state.resume(found)
-            rows = continue_stats([files.partial_stats, files.stats], self.start_step)
-        files.out.mkdir(parents=True, exist_ok=True)
-        files.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log = StatsLog(files.partial_stats, rows, run_name=str(files.out))
+            if self.main:
+                rows = continue_stats([files.partial_stats, files.stats], self.start_step)
+        if self.main:
+            files.out.mkdir(parents=True, exist_ok=True)
+            files.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = StatsLog(files.partial_stats if self.main else None, rows,
+                            run_name=str(files.out))
         self.train_s = 0.0
         self.deadline = JobDeadline.from_environment()  # a SLURM job's end time, else None
 
@@ -175,10 +203,11 @@ class TrainingLoop:
         return self.batches.next(self.batch_size, self.stage)
 
     def next_z(self) -> torch.Tensor:
-        """Fresh training latents for one batch."""
-        return draw_latents(self.batch_size, self.state.G.latent_dim,
-                            distribution=self.run.schedule["latent_distribution"],
-                            generator=self.state.generators["noise"], device=self.run.device)
+        """Fresh training latents for one batch (this process's rows of the global batch's)."""
+        return self.ranks.take(draw_latents(
+            self.batch_size, self.state.G.latent_dim,
+            distribution=self.run.schedule["latent_distribution"],
+            generator=self.state.generators["noise"], device=self.run.device))
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -194,7 +223,7 @@ class TrainingLoop:
                 bar.update(1)
                 if step % self.run.schedule["log_every"] == 0 or step == steps:
                     row = self.log.write_row(step, stage_log(self.stage) if self.stage else {},
-                                             self.state.stats.means())
+                                             self.ranks.mean(self.state.stats.means()))
                     bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
                 if step == steps:
                     break
@@ -214,8 +243,8 @@ class TrainingLoop:
             bar.close()
             self.train_s = self.log.train_s
             self.save_checkpoint(steps, final=True)
-            if self.files.state_dir != self.files.out:  # until the outputs are accepted: a job
-                # that ends after its time limit is failed and its outputs deleted
+            if self.main and self.files.state_dir != self.files.out:  # until the outputs are
+                # accepted: a job that ends after its time limit is failed, its outputs deleted
                 keep_finished(self.files.state_dir, checkpoint=self.files.final_checkpoint,
                               stats=self.files.partial_stats)
             self.write_samples()
@@ -230,28 +259,35 @@ class TrainingLoop:
             self.batch_size = self.stage.batch_size
         train_step(state.G_train, state.D_train, self.run.loss, state.opt_g, state.opt_d,
                    self.next_real, self.next_z, state.stats,
-                   autocast_d=self.autocast_d, autocast_g=self.autocast_g)
+                   autocast_d=self.autocast_d, autocast_g=self.autocast_g, **state.frozen_models)
         if state.ema:
             state.ema.update(state.G)
         self.log.count_step(self.run.loss.n_critic * self.batch_size)
 
     def stop_requested(self, sigterm: dict[str, bool]) -> bool:
         """Whether to stop after this step (checkpoint, then :class:`TrainingInterrupted`):
-        SIGTERM arrived, or the SLURM job's end time is near (:mod:`medgan.training.deadline`).
-        The one place the loop decides to stop early."""
+        SIGTERM arrived, or the SLURM job's end time is near (:mod:`medgan.training.deadline`),
+        in any process: all stop after the same step. The one place the loop decides to stop
+        early."""
         due = self.deadline is not None and self.deadline.due()
-        return self.ranks.any(sigterm["stop"] or due)
+        return self.ranks.any(sigterm["stop"] or due)  # every process stops after the same step
 
     # --- files --------------------------------------------------------------------------------
 
     def save_checkpoint(self, step: int, *, final: bool = False) -> None:
-        """The checkpoint after ``step``: the interim one, or (``final``) the run's output."""
+        """The checkpoint after ``step``: the interim one, or (``final``) the run's output.
+        Every process takes part (the log sums are gathered); the main one writes it."""
         with self.log.paused():
             self.log.flush()
             path = self.files.final_checkpoint if final else self.files.checkpoint
-            save_checkpoint(path, self.state.checkpoint(step))
+            checkpoint = self.state.checkpoint(step)
+            if self.main:
+                save_checkpoint(path, checkpoint)
+            self.ranks.barrier()
 
     def write_samples(self) -> None:
+        if not self.main:
+            return
         save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z),
                         self.files.out / "samples.png", channel_names=self.run.config["channels"],
                         value_ranges=self.run.sample_ranges,
@@ -260,18 +296,24 @@ class TrainingLoop:
     def finish(self, *, t_start: float, provenance: dict | None) -> dict[str, Any]:
         """Put the log in place, plot it, empty the resume directory (but for the final state
         that :func:`~medgan.training.deadline.keep_finished` kept) and write ``run.json``
-        (last: it marks the run complete); returns its content."""
-        files, run = self.files, self.run
+        (last: it marks the run complete; the main process only); returns its content."""
+        if self.main:
+            self._write_outputs()
+        record = run_record(self.run, provenance=provenance, start_step=self.start_step,
+                            t_start=t_start, train_s=self.train_s,
+                            images_trained=self.log.images_trained, final=self.log.last_row)
+        if self.main:
+            write_json(self.files.out / "run.json", record)
+        self.ranks.barrier()
+        return record
+
+    def _write_outputs(self) -> None:
+        files, config = self.files, self.run.config
         self.log.close_into(files.stats)
         plot_loss_curves(files.stats, files.out / "losses.png",
-                         title=f"{files.out.name}: {run.config['architecture']['name']}, "
-                               f"{run.config['loss']['name']}")
+                         title=f"{files.out.name}: {config['architecture']['name']}, "
+                               f"{config['loss']['name']}")
         if files.state_dir != files.out:
             files.checkpoint.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 files.state_dir.rmdir()  # if empty
-        record = run_record(run, provenance=provenance, start_step=self.start_step,
-                            t_start=t_start, train_s=self.train_s,
-                            images_trained=self.log.images_trained, final=self.log.last_row)
-        write_json(files.out / "run.json", record)
-        return record

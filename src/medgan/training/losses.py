@@ -15,6 +15,9 @@ Every D maps images to logits (N,); every loss works with every architecture. Re
 batches go through D in separate forward passes, so a BatchNorm discriminator sees batches of one
 kind, as in Radford's and Arjovsky's reference code. Random draws of a loss (interpolation
 weights, perturbations) use torch's global RNG on the batch's device, which checkpoints save.
+In a data-parallel run the trainer sets ``loss.ranks`` (:class:`medgan.training.distributed.Ranks`):
+each process then takes its rows of the draws for the global batch, and DRAGAN's batch standard
+deviation is that of the global batch, as in one process.
 
 Build one from a config dict with :func:`build_loss` (``{"name": "wgan", "clip": 0.01}``);
 :data:`LOSSES` maps names to classes.
@@ -84,9 +87,21 @@ class GANLoss:
         self.n_critic: int = self.config["n_critic"]
         self.g_steps: int = self.config.get("g_steps", 1)
         self.label_smoothing = 0.0
+        self.ranks: Any = None  # the processes of a data-parallel run; None: one process
         if "label_smoothing" in self.config:
             self.label_smoothing = _number(self.config, "label_smoothing", self.name,
                                            low=0.0, high=1.0)
+
+    def rand(self, *shape: int, like: torch.Tensor) -> torch.Tensor:
+        """``U[0, 1)`` numbers of ``shape`` (first dimension: the batch) on ``like``'s device and
+        dtype; in a data-parallel run this process's rows of the global batch's draw."""
+        if self.ranks is None:
+            return torch.rand(*shape, device=like.device, dtype=like.dtype)
+        return self.ranks.rand(*shape, device=like.device, dtype=like.dtype)
+
+    def batch_std(self, x: torch.Tensor) -> torch.Tensor:
+        """``x.std()``, over the global batch in a data-parallel run."""
+        return x.std() if self.ranks is None else self.ranks.std(x)
 
     def d_loss(self, D: nn.Module, real: torch.Tensor,
                fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
@@ -184,8 +199,7 @@ class WGANGPLoss(WGANLoss):
     def d_loss(self, D: nn.Module, real: torch.Tensor,
                fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real_out, loss, stats = self._critic_scores(D, real, fake)
-        alpha = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device,
-                           dtype=real.dtype)
+        alpha = self.rand(real.shape[0], *[1] * (real.dim() - 1), like=real)
         penalty, norm = gradient_penalty(D, alpha * real + (1.0 - alpha) * fake)
         drift = (real_out ** 2).mean()
         loss = loss + self.gp_lambda * penalty + self.drift * drift
@@ -215,10 +229,9 @@ class DRAGANLoss(GANLoss):
 
     def perturbed(self, real: torch.Tensor) -> torch.Tensor:
         """Points around ``real`` where the penalty is taken."""
-        noise = torch.rand(real.shape, device=real.device, dtype=real.dtype)
-        x_p = real + self.perturb_scale * real.std() * noise
-        alpha = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device,
-                           dtype=real.dtype)
+        noise = self.rand(*real.shape, like=real)
+        x_p = real + self.perturb_scale * self.batch_std(real) * noise
+        alpha = self.rand(real.shape[0], *[1] * (real.dim() - 1), like=real)
         return real + alpha * (x_p - real)
 
     def d_loss(self, D: nn.Module, real: torch.Tensor,

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from medgan.data.split import split_indices
 from medgan.models import resolved_config
 from medgan.training import accel
 from medgan.training.data import dataset_summary, display_ranges, load_training_data
-from medgan.training.distributed import resolve_device
+from medgan.training.distributed import Ranks, resolve_device
 from medgan.training.losses import GANLoss, build_loss
 from medgan.training.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
 from medgan.training.progressive import ProgressiveSchedule
@@ -49,6 +49,7 @@ class TrainingRun:
     rows: np.ndarray | None  # the training rows of ``images`` (None: all)
     n_images: int
     sample_ranges: list[tuple[float, float]]
+    ranks: Ranks = field(default_factory=Ranks)  # the processes of a data-parallel run
 
     @property
     def schedule(self) -> dict[str, Any]:
@@ -68,15 +69,18 @@ class TrainingRun:
 
 def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 channels: list[str] | None, resolution: int, architecture: dict, loss: dict,
-                optimizer: dict, schedule: dict, seed: int, device: str = "auto",
+                optimizer: dict, schedule: dict, seed: int,
+                device: str | torch.device = "auto",
                 threads: int | None = None, performance: dict | None = None,
-                split: str | os.PathLike | None = None) -> TrainingRun:
-    """Check and resolve the arguments of :func:`~medgan.training.loop.train_gan`."""
+                split: str | os.PathLike | None = None,
+                ranks: Ranks | None = None) -> TrainingRun:
+    """Check and resolve the arguments of :func:`~medgan.training.loop.train_gan`; ``device``
+    a name or (data-parallel: this process's) device, ``ranks`` the processes."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     positive_int(seed, "seed", minimum=0)
     if threads is not None:
         torch.set_num_threads(positive_int(threads, "threads"))
-    dev = resolve_device(device)
+    dev = resolve_device(device) if isinstance(device, str) else device
 
     arch_cfg = resolved_config(architecture)
     schedule = resolve_schedule(schedule, architecture=arch_cfg["name"], resolution=resolution)
@@ -100,9 +104,23 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               "resolution": resolution, "seed": seed,
               "dataset": dataset_summary(data_dir, data.info, n_images, split, rows),
               "performance": perf}
+    ranks = replace(ranks or Ranks(), group_size=mbstd_group_size(arch_cfg))
+    batch_sizes = ([p.batch_size for p in progressive.phases] if progressive
+                   else [schedule["batch_size"]])
+    for batch in sorted(set(batch_sizes)):
+        ranks.check_batch(min(batch, n_images), "schedule batch size")
+    loss_obj.ranks = ranks if ranks.distributed else None
     return TrainingRun(data_dir=data_dir, out_dir=out_dir, device=dev, config=config,
                        loss=loss_obj, progressive=progressive, images=data.images, rows=rows,
-                       n_images=n_images, sample_ranges=display_ranges(data.images))
+                       n_images=n_images, sample_ranges=display_ranges(data.images),
+                       ranks=ranks)
+
+
+def mbstd_group_size(architecture: dict[str, Any]) -> int:
+    """The minibatch-stddev group size of a resolved architecture config's D (1: none)."""
+    if architecture["name"] == ARCHITECTURE_PROGRESSIVE or architecture.get("minibatch_stddev"):
+        return int(architecture.get("mbstd_group_size", 4))
+    return 1
 
 
 @dataclass(frozen=True)

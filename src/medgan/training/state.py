@@ -13,6 +13,7 @@ writes; :meth:`~TrainingState.resume` loads one back after checking it belongs t
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.models import build_discriminator, build_generator
-from medgan.training import accel
+from medgan.training import accel, ddp
 from medgan.training.checkpoint import (
     capture_rng_state,
     config_differences,
@@ -32,6 +33,7 @@ from medgan.training.checkpoint import (
     restore_rng_state,
 )
 from medgan.training.data import EpochSampler
+from medgan.training.distributed import Ranks
 from medgan.training.schedule import (
     LATENT_DISTRIBUTIONS,
     RESUMABLE_CHANGES,
@@ -78,16 +80,29 @@ class TrainingState:
         self.opt_g, self.opt_d = opt_g, opt_d
         self.generators, self.sampler, self.fixed_z = generators, sampler, fixed_z
         self.stats = StatsAccumulator()
+        self.ranks = Ranks()
         # the modules the training steps call (torch.compile'd or distributed wrappers of G, D)
         self.G_train: torch.nn.Module = G
         self.D_train: torch.nn.Module = D
 
+    @property
+    def frozen_models(self) -> dict[str, torch.nn.Module]:
+        """:func:`~medgan.training.step.train_step`'s ``G_sampler`` and ``D_frozen``: in a
+        data-parallel run the plain G and D (only the model being trained goes through its DDP
+        wrapper), else the training modules themselves."""
+        if self.ranks.distributed:
+            return {"G_sampler": self.G, "D_frozen": self.D}
+        return {"G_sampler": self.G_train, "D_frozen": self.D_train}
+
     @classmethod
     def create(cls, config: dict[str, Any], *, device: torch.device, n_images: int,
-               batch_size: int) -> TrainingState:
+               batch_size: int, ranks: Ranks | None = None) -> TrainingState:
         """A fresh state for resolved ``config``: seeds python, numpy and torch with
         ``config["seed"]``, then builds G, D, the EMA copy, the optimisers and three seeded
-        streams (data order, latents, fixed sample latents), in that order."""
+        streams (data order, latents, fixed sample latents), in that order. Every process of a
+        data-parallel run (``ranks``) builds the same state; G and D then get synchronised
+        BatchNorm and train through DDP wrappers (:mod:`medgan.training.ddp`)."""
+        ranks = ranks or Ranks()
         seed, arch, schedule = config["seed"], config["architecture"], config["schedule"]
         random.seed(seed)
         np.random.seed(seed % 2**32)  # noqa: NPY002 - seed legacy global state too
@@ -96,8 +111,8 @@ class TrainingState:
         shape = {"channels": len(config["channels"]), "resolution": config["resolution"]}
         G = build_generator(arch, **shape).to(device)
         D = build_discriminator(arch, **shape).to(device)
-        G_train = accel.prepare_module(G, config["performance"], device)
-        D_train = accel.prepare_module(D, config["performance"], device)
+        if ranks.distributed:
+            G, D = ddp.for_processes(G, ranks), ddp.for_processes(D, ranks)
         ema = GeneratorEMA(G, schedule["ema_decay"]) if schedule["ema_decay"] else None
         opt_g = build_optimizer(G.parameters(), config["optimizer"], model="g")
         opt_d = build_optimizer(D.parameters(), config["optimizer"], model="d")
@@ -109,7 +124,13 @@ class TrainingState:
         state = cls(config=config, G=G, D=D, ema=ema, opt_g=opt_g, opt_d=opt_d,
                     generators={"data": data_gen, "noise": noise_gen},
                     sampler=EpochSampler(n_images, batch_size, data_gen), fixed_z=fixed_z)
-        state.G_train, state.D_train = G_train, D_train
+        state.ranks = ranks
+        wrap = None
+        if ranks.distributed:
+            wrap = functools.partial(ddp.wrap, device=device,
+                                     find_unused_parameters=arch["name"] == "pggan")
+        state.G_train = accel.prepare_module(G, config["performance"], device, wrap=wrap)
+        state.D_train = accel.prepare_module(D, config["performance"], device, wrap=wrap)
         return state
 
     @property
@@ -134,10 +155,21 @@ class TrainingState:
             "generator_ema": self.ema.model.state_dict() if self.ema else None,
             "g_optimizer": self.opt_g.state_dict(), "d_optimizer": self.opt_d.state_dict(),
             "step": step, "config": self.config, "rng": capture_rng_state(self.generators),
-            "sampler": self.sampler.state_dict(), "log_sums": self.stats.state_dict(),
+            "sampler": self.sampler.state_dict(), **self._log_sums(),
             "fixed_z": self.fixed_z.cpu(),
             "medgan_version": __version__, "torch_version": str(torch.__version__),
         }
+
+    def _log_sums(self) -> dict[str, Any]:
+        """``log_sums``: the running log sums (data-parallel: their mean over the processes, and
+        every process's own in ``log_sums_per_rank``, for a resume on as many processes)."""
+        own = self.stats.state_dict()
+        if not self.ranks.distributed:
+            return {"log_sums": own}
+        per_rank = self.ranks.gather_sums(own["sums"])
+        mean = {k: sum(r[k] for r in per_rank) / len(per_rank) for k in own["sums"]}
+        return {"log_sums": {"sums": mean, "counts": own["counts"]},
+                "log_sums_per_rank": [{"sums": r, "counts": own["counts"]} for r in per_rank]}
 
     def load_checkpoint_dict(self, ckpt: dict[str, Any]) -> None:
         """Inverse of :meth:`checkpoint`; the RNG states last (building drew numbers)."""
@@ -148,7 +180,9 @@ class TrainingState:
         self.opt_g.load_state_dict(ckpt["g_optimizer"])
         self.opt_d.load_state_dict(ckpt["d_optimizer"])
         self.sampler.load_state_dict(ckpt["sampler"])
-        self.stats.load_state_dict(ckpt["log_sums"])
+        per_rank = ckpt.get("log_sums_per_rank") or []
+        same_ranks = len(per_rank) == self.ranks.world_size
+        self.stats.load_state_dict(per_rank[self.ranks.rank] if same_ranks else ckpt["log_sums"])
         restore_rng_state(ckpt["rng"], self.generators)
 
     def resume(self, path: Path) -> int:

@@ -62,9 +62,10 @@ class StatsLog:
     resumed run keeps), and the throughput of the steps since the last row. Use as a context
     manager around the training loop."""
 
-    def __init__(self, path: Path, rows: list[str], *, run_name: str):
-        self.path, self.run_name = path, run_name
-        write_text(path, "".join(f"{r}\n" for r in rows))
+    def __init__(self, path: Path | None, rows: list[str], *, run_name: str):
+        self.path, self.run_name = path, run_name  # path None: count and check, write nothing
+        if path is not None:
+            write_text(path, "".join(f"{r}\n" for r in rows))
         self.last_row: dict[str, Any] = json.loads(rows[-1]) if rows else {}
         self.fh: Any = None
         self.t_train = self.t_interval = time.perf_counter()
@@ -72,12 +73,14 @@ class StatsLog:
         self.images_in_interval = self.images_trained = 0
 
     def __enter__(self) -> StatsLog:
-        self.fh = open(self.path, "a")  # noqa: SIM115 - closed by __exit__
+        if self.path is not None:
+            self.fh = open(self.path, "a")  # noqa: SIM115 - closed by __exit__
         self.t_train = self.t_interval = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.fh.close()
+        if self.fh is not None:
+            self.fh.close()
 
     def count_step(self, images: int) -> None:
         """One training step that showed D ``images`` real images."""
@@ -97,9 +100,10 @@ class StatsLog:
                "elapsed_s": now - self.t_train}
         if not all(np.isfinite(v) for v in row.values()):
             raise FloatingPointError(f"{self.run_name}: training diverged at step {step}: {row}")
-        self.fh.write(json.dumps(row) + "\n")
-        self.fh.flush()
-        log.info("%s", row)
+        if self.fh is not None:
+            self.fh.write(json.dumps(row) + "\n")
+            self.fh.flush()
+            log.info("%s", row)
         self.last_row = row
         self.t_interval, self.overhead, self.steps_in_interval = time.perf_counter(), 0.0, 0
         self.images_in_interval = 0
@@ -115,7 +119,8 @@ class StatsLog:
             self.overhead += time.perf_counter() - t0
 
     def flush(self) -> None:
-        self.fh.flush()
+        if self.fh is not None:
+            self.fh.flush()
 
     @property
     def train_s(self) -> float:

@@ -23,6 +23,7 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
                next_z: Callable[[], torch.Tensor], stats: StatsAccumulator, *,
                autocast_d: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                autocast_g: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               G_sampler: torch.nn.Module | None = None, D_frozen: torch.nn.Module | None = None,
                ) -> None:
     """One training step: ``loss.n_critic`` discriminator steps, then ``loss.g_steps``
     generator steps.
@@ -32,15 +33,20 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
     the parameter gradients (``d_grad_norm``, ``g_grad_norm``) and loss statistics are added to
     ``stats`` (no host sync). ``autocast_d`` / ``autocast_g`` give the
     context (e.g. :func:`medgan.training.accel.autocast`) around the forward passes and loss of the
-    discriminator / generator steps; backward runs outside it.
+    discriminator / generator steps; backward runs outside it. ``G_sampler``: the G that makes
+    the discriminator steps' fakes under ``no_grad``; ``D_frozen``: the D that the generator steps
+    differentiate through, its parameters frozen (default: ``G`` and ``D``; in data-parallel runs
+    the plain models, while ``G`` and ``D`` are their DDP wrappers).
     """
+    G_sampler = G if G_sampler is None else G_sampler
+    D_frozen = D if D_frozen is None else D_frozen
     G.train()
     D.train()
     for _ in range(loss.n_critic):
         real = next_real()
         with autocast_d():
             with torch.no_grad():
-                fake = G(next_z())
+                fake = G_sampler(next_z())
             d_loss, d_stats = loss.d_loss(D, real, fake)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -53,7 +59,7 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
     try:
         for _ in range(getattr(loss, "g_steps", 1)):
             with autocast_g():
-                g_loss, g_stats = loss.g_loss(D, G(next_z()))
+                g_loss, g_stats = loss.g_loss(D_frozen, G(next_z()))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             g_grad_norm = _grad_norm(G)

@@ -1,0 +1,62 @@
+"""Training on CUDA: the fast mode, compilation, and DDP over NCCL (skipped without a GPU).
+
+Run by ``benchmarks/gpu_check.sh`` (``pytest -m cuda``). The NCCL test needs two GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medgan.data.prepared import PreparedDatasetWriter
+from medgan.training import load_generator, train_gan
+from medgan.training.checkpoint import load_checkpoint
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+ARGS = {"channels": None, "resolution": 16, "seed": 2, "device": "cuda", "progress": False,
+        "architecture": {"name": "dcgan", "latent_dim": 8, "width": 8, "max_width": 16},
+        "loss": {"name": "wgan_gp", "n_critic": 2}, "optimizer": {"name": "adam"},
+        "schedule": {"steps": 6, "batch_size": 8, "log_every": 2, "sample_every": 0,
+                     "ema_decay": 0.9}}
+EXACT = {"bf16_autocast": False, "channels_last": False, "tf32": False,
+         "cudnn_benchmark": False, "compile": False}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cuda") / "data"
+    rng = np.random.default_rng(0)
+    with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
+        w.append(np.tanh(rng.normal(size=(16, 1, 16, 16))).astype(np.float32),
+                 [{"subject": f"s{i}", "slice": i} for i in range(16)])
+    return path
+
+
+@pytest.mark.parametrize("performance", [None, {"compile": True}],
+                         ids=["fast", "fast+compile"])
+def test_trains_on_cuda_in_fast_mode(data, tmp_path, performance):
+    run = train_gan(data, tmp_path / "run", performance=performance, **ARGS)
+    assert run["device"].startswith("cuda")
+    rows = [json.loads(r) for r in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6 and all(np.isfinite(r["d_loss"]) for r in rows)
+    G, _ = load_generator(tmp_path / "run" / "checkpoint.pt", device="cpu")  # CPU reads it
+    assert next(G.parameters()).device.type == "cpu"
+
+
+def test_nccl_two_processes_train_as_one(data, tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    one = train_gan(data, tmp_path / "one", performance=EXACT, **ARGS)
+    two = train_gan(data, tmp_path / "two", performance=EXACT, processes=2, **ARGS)
+    assert two["config"] == one["config"]
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("one", "two"))
+    for model in ("generator", "discriminator"):
+        wa = torch.cat([v.double().flatten() for v in a[model].values() if v.is_floating_point()])
+        wb = torch.cat([v.double().flatten() for v in b[model].values() if v.is_floating_point()])
+        # summation order only (see tests/test_distributed.py); cuDNN adds its own
+        assert (wa - wb).norm() <= 5e-3 * wa.norm(), model
