@@ -142,3 +142,12 @@ def all_targets():
     ]
     studies = [t for study in STUDIES for t in study_targets(study)]
     return previews + studies + synthetic_targets() + analysis_targets()
+
+
+# Per-paper targets: each workflow/rules/papers/<study>.smk registers its <study>_targets()
+# here; `all` collects those of the studies present in config["studies"].
+PAPER_TARGETS = {}
+
+
+def paper_targets():
+    return [t for study in STUDIES if study in PAPER_TARGETS for t in PAPER_TARGETS[study]()]
