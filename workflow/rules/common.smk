@@ -150,4 +150,6 @@ PAPER_TARGETS = {}
 
 
 def paper_targets():
-    return [t for study in STUDIES if study in PAPER_TARGETS for t in PAPER_TARGETS[study]()]
+    return [
+        t for study in STUDIES if study in PAPER_TARGETS for t in PAPER_TARGETS[study]()
+    ]

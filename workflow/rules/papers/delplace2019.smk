@@ -1,11 +1,7 @@
 # Delplace 2019 (placeholder: the Delplace helper replaces this file).
 
 
-def delplace2019_targets():
-    return []
-
-
-PAPER_TARGETS["delplace2019"] = delplace2019_targets
+include: "delplace2019_targets.smk"
 
 
 rule delplace2019:

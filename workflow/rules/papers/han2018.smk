@@ -3,16 +3,7 @@
 # two-sample test of every model's metrics (medgan.studies.han2018).
 
 
-def han2018_targets():
-    if "han2018" not in STUDIES:
-        return []
-    out = study_targets("han2018")
-    if study_metric_models("han2018"):
-        out.append("results/figures/han2018/table1.tsv")
-    return out
-
-
-PAPER_TARGETS["han2018"] = han2018_targets
+include: "han2018_targets.smk"
 
 
 rule han2018:
@@ -23,7 +14,8 @@ rule han2018:
 rule han2018_table1:
     input:
         tables=lambda wc: expand(
-            "results/analysis/{model}/metrics.tsv", model=study_metric_models("han2018")
+            "results/analysis/{model}/metrics.tsv",
+            model=study_metric_models("han2018"),
         ),
     output:
         table=report(

@@ -2,25 +2,8 @@
 # (linear interpolation in Z) and Tables 1-2 (layer lists traced from the networks), for each
 # model of the study (medgan.studies.kitchen2017).
 
-KITCHEN_FIGURES = {
-    "fig4_lesions_{model}.png": "fig4",
-    "fig5_interpolation_{model}.png": "fig5",
-    "table1_generator_{model}.tsv": "tables",
-    "table2_discriminator_{model}.tsv": "tables",
-}
 
-
-def kitchen2017_targets():
-    if "kitchen2017" not in STUDIES:
-        return []
-    return study_targets("kitchen2017") + [
-        f"results/figures/kitchen2017/{name.format(model=m)}"
-        for m in study_models(STUDIES["kitchen2017"])
-        for name in KITCHEN_FIGURES
-    ]
-
-
-PAPER_TARGETS["kitchen2017"] = kitchen2017_targets
+include: "kitchen2017_targets.smk"
 
 
 rule kitchen2017:
