@@ -30,6 +30,9 @@ rule han2018_table1:
         MEDGAN_ENV
     params:
         models=lambda wc: {m: MODELS[m] for m in study_metric_models("han2018")},
-        datasets=DATASETS,
+        datasets=lambda wc: {
+            MODELS[m]["dataset"]: DATASETS[MODELS[m]["dataset"]]
+            for m in study_metric_models("han2018")
+        },
     script:
         "../../scripts/han2018_table1.py"
