@@ -147,6 +147,7 @@ def all_targets():
 # Per-paper targets: each workflow/rules/papers/<study>.smk registers its <study>_targets()
 # here; `all` collects those of the studies present in config["studies"].
 PAPER_TARGETS = {}
+PAPERS_ENV = "../../../envs/medgan.yaml"  # MEDGAN_ENV seen from workflow/rules/papers/
 
 
 def paper_targets():

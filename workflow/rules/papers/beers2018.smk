@@ -25,7 +25,7 @@ rule beers2018_fig4:
     log:
         "logs/figures/beers2018/fig4_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     script:
         "../../scripts/copy_figure.py"
 
@@ -43,7 +43,7 @@ rule beers2018_fig5_tsne:
     log:
         "logs/figures/beers2018/fig5_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     script:
         "../../scripts/copy_figure.py"
 
@@ -66,7 +66,7 @@ rule beers2018_traversal:
     log:
         "logs/figures/beers2018/traversal_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     params:
         data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
         column=lambda wc: tsne_color_column(config, MODELS[wc.model]),
@@ -90,7 +90,7 @@ rule beers2018_vessel_auc:
     log:
         "logs/figures/beers2018/vessel_auc.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     params:
         models=lambda wc: beers2018_models("vessel_auc"),
     script:

@@ -27,7 +27,7 @@ rule han2018_table1:
     log:
         "logs/figures/han2018/table1.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     params:
         models=lambda wc: {m: MODELS[m] for m in study_metric_models("han2018")},
         datasets=lambda wc: {

@@ -25,7 +25,7 @@ rule kitchen2017_fig4:
     log:
         "logs/figures/kitchen2017/fig4_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     params:
         data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
         study=lambda wc: STUDIES["kitchen2017"],
@@ -47,7 +47,7 @@ rule kitchen2017_fig5:
     log:
         "logs/figures/kitchen2017/fig5_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     params:
         data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
         study=lambda wc: STUDIES["kitchen2017"],
@@ -74,6 +74,6 @@ rule kitchen2017_tables:
     log:
         "logs/figures/kitchen2017/tables_{model}.log",
     conda:
-        MEDGAN_ENV
+        PAPERS_ENV
     script:
         "../../scripts/kitchen2017_tables.py"
