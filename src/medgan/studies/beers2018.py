@@ -49,7 +49,7 @@ def slice_traversal(checkpoint: str | os.PathLike, encoder: str | os.PathLike,
 
     from medgan.analysis.encoder import encode, load_encoder
     from medgan.analysis.evaluate import load_model_data
-    from medgan.training.train import load_generator
+    from medgan.training.generate import load_generator
 
     table = pd.read_csv(tsne_table, sep="\t")
     data = load_model_data(checkpoint, data_dir, split, need_heldout=False)

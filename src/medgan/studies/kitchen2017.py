@@ -106,7 +106,7 @@ def plot_lesion_page(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
                      path: str | os.PathLike, *, n_rows: int = 16, seed: int = 0) -> None:
     """Kitchen Fig. 4: ``n_rows`` real lesions (left, one column per channel) beside
     ``n_rows`` synthetic ones (right), every channel in the real images' window."""
-    from medgan.training.train import generate_from, load_generator
+    from medgan.training.generate import generate_from, load_generator
 
     G, config = load_generator(checkpoint)
     channels = list(config["channels"])
