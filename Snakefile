@@ -25,9 +25,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/vtt.smk"
+# One file per paper: its named target (rule <study>) and its own figures and tables.
+include: "workflow/rules/papers/han2018.smk"
+include: "workflow/rules/papers/kitchen2017.smk"
+include: "workflow/rules/papers/beers2018.smk"
+include: "workflow/rules/papers/delplace2019.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        paper_targets(),

@@ -51,19 +51,16 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         for line in out.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert table["train_gan"] == 13  # 12 Han models and Kitchen's
-    assert table["prepare_dataset"] == 5
+    assert table["train_gan"] >= 17  # 12 Han models, Kitchen's, Beers' four PGGANs
     assert table["train_vessel_segmenter"] == 1
     assert table["phantoms"] == 4
-    assert table["real_grid"] == 7  # Han's four sequences, Kitchen's T2, ADC, Ktrans
-    assert table["dataset_preview"] == 5
-    assert table["synthetic_images"] == 13
-    # analyses: every model's metrics, one feature network and split per dataset used,
-    # the encoder, t-SNE and interpolation of the Concat 32 models and Kitchen's interpolation
-    assert table["model_metrics"] == 13 and table["study_metrics"] == 2
-    assert table["split_dataset"] == 3 and table["train_feature_net"] == 3
+    assert table["real_grid"] >= 11  # Han's four sequences, Kitchen's 3 channels, Beers' 4
+    assert table["synthetic_images"] == table["train_gan"]
+    # analyses: every Han and Kitchen model's metrics, the encoder and t-SNE of Beers' two
+    # PGGANs with the segmentation channels, Kitchen's interpolation
+    assert table["model_metrics"] >= 13 and table["study_metrics"] >= 2
     assert table["train_encoder"] == 2 and table["invert_heldout"] == 2 and table["tsne"] == 2
-    assert table["interpolation"] == 3
+    assert table["synthetic_vessel_auc"] == 1 and table["han2018_table1"] == 1
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
@@ -112,7 +109,7 @@ def test_tiny_workflow_produces_every_figure(tiny_run):
     work, _ = tiny_run
     figs = work / "results" / "figures" / "han2018"
     expected = {"real_T1.png", "real_FLAIR.png", "fig3_dcgan.png", "fig4_wgan.png", "models.tsv",
-                "metrics.tsv"}
+                "metrics.tsv", "table1.tsv"}
     for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
         expected |= {f"synthetic_{m}.png", f"loss_{m}.png"}
     assert {p.name for p in figs.iterdir()} == expected
@@ -123,7 +120,7 @@ def test_tiny_workflow_produces_every_figure(tiny_run):
             assert im.size[0] > 50 and im.size[1] > 50
     table = pd.read_csv(figs / "models.tsv", sep="\t")
     assert list(table["model"]) == ["tiny_dcgan_t1", "tiny_wgan_concat"]
-    assert list(table["channels"]) == ["T1", "T1+T1c+T2+FLAIR"]
+    assert list(table["channels"]) == ["T1", "Concat"]  # Concat: the sequences pooled
     assert (table["train_seconds"] > 0).all() and table["final_g_loss"].notna().all()
 
 
@@ -161,9 +158,8 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
         synthetic = work / "results" / "synthetic" / m
         manifest = pd.read_csv(synthetic / "manifest.tsv", sep="\t")
         assert len(manifest) == 4
-        assert len(list((synthetic / "nifti").glob("*.nii.gz"))) == 4 * (
-            1 if m.endswith("t1") else 4
-        )
+        # one channel each (tiny_wgan_concat is Han's pooled Concat)
+        assert len(list((synthetic / "nifti").glob("*.nii.gz"))) == 4
         # interim checkpoints cleaned up; the final state stays (hard links) until a next run
         resume = work / "results" / "resume" / m
         assert sorted(p.relative_to(resume).as_posix() for p in resume.rglob("*")) == [
@@ -183,7 +179,10 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
     table = pd.read_csv(work / "results" / "figures" / "han2018" / "metrics.tsv", sep="\t")
     assert list(table["source"]) == ["real_heldout", "real_heldout", "synthetic", "synthetic"]
     assert list(table["model"])[2:] == ["tiny_dcgan_t1", "tiny_wgan_concat"]
-    assert (table["n_reference"] == n_train).all()
+    pooled = pd.read_csv(work / "results" / "data" / "brats_tiny_pooled" / "split.tsv", sep="\t")
+    n_pooled = int((pooled["split"] == "train").sum())
+    assert n_pooled == 4 * n_train  # the same patients, every sequence's slices
+    assert list(table["n_reference"]) == [n_train, n_pooled, n_train, n_pooled]
     for col in ("rho", "sigma", "delta", "swd_mean", "msssim_mean", "domain_fid",
                 "c2st_accuracy", "c2st_p_value", "memo_share_closer"):
         assert table[col].notna().all(), col
@@ -197,7 +196,9 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
         "tiny_pggan_t2": {"encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
                           "reconstructions.tsv", "heldout_latents.tsv"},
         "tiny_kitchen": {"interpolation.png", "walk.gif"},
-        "tiny_fundus": {"vessel_auc.tsv"},
+        "tiny_fundus": {"vessel_auc.tsv", "encoder.pt", "encoder_stats.jsonl",
+                        "reconstructions.png", "reconstructions.tsv", "heldout_latents.tsv",
+                        "tsne.png", "tsne.tsv"},
     }
     for model, names in expected.items():
         assert {p.name for p in (analysis / model).iterdir()} == names, model
@@ -243,3 +244,95 @@ def test_tiny_workflow_builds_and_scores_the_vtt_kit(tiny_run):
     assert pooled[["real_as_real", "synthetic_as_real", "accuracy"]].values.tolist() == [
         [2, 2, 0.5], [2, 2, 0.5]]
     assert (kit / "scores" / "scores.png").stat().st_size > 0
+
+
+# --- the four papers (issue 10): named targets, their figures and tables, the report ---------
+
+PAPER_RULES = {
+    "han2018": {"han2018_table1", "synthetic_panel", "real_grid"},
+    "kitchen2017": {"kitchen2017_fig4", "kitchen2017_fig5", "kitchen2017_tables"},
+    "beers2018": {"beers2018_fig4", "beers2018_fig5_tsne", "beers2018_traversal",
+                  "beers2018_vessel_auc", "synthetic_panel"},
+}
+
+
+def _planned(target):
+    proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2", target])
+    out = proc.stdout + proc.stderr
+    return {line.split()[0] for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+@pytest.mark.parametrize("paper", sorted(PAPER_RULES))
+def test_each_paper_target_plans_its_figures(paper):
+    planned = _planned(paper)
+    assert PAPER_RULES[paper] <= planned
+    others = {r for p, rules in PAPER_RULES.items() if p != paper for r in rules
+              if r.startswith(p)}
+    assert not planned & others  # a paper's target plans no other paper's figures
+
+
+def test_all_plans_every_paper():
+    planned = _planned("all")
+    for rules in PAPER_RULES.values():
+        assert rules <= planned
+
+
+def test_tiny_han2018_table1(tiny_run):
+    work, _ = tiny_run
+    table = pd.read_csv(work / "results/figures/han2018/table1.tsv", sep="\t")
+    assert list(table["model"]) == ["tiny_dcgan_t1", "tiny_wgan_concat"]
+    assert list(table["image type"]) == ["T1 (DCGAN, 16 x 16)", "Concat (WGAN, 16 x 16)"]
+    counts = ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
+    assert (table[counts].sum(axis=1) == table["n_test"]).all()
+    assert list(table["paper: accuracy (%)"]) == [70, 66]
+    assert table["accuracy (%)"].between(0, 100).all()
+
+
+def test_tiny_kitchen2017_figures_and_tables(tiny_run):
+    work, _ = tiny_run
+    figs = work / "results/figures/kitchen2017"
+    names = {p.name for p in figs.iterdir()}
+    assert {"fig4_lesions_tiny_kitchen.png", "fig5_interpolation_tiny_kitchen.png",
+            "table1_generator_tiny_kitchen.tsv", "table2_discriminator_tiny_kitchen.tsv",
+            "fig_samples.png", "models.tsv"} <= names
+    g = pd.read_csv(figs / "table1_generator_tiny_kitchen.tsv", sep="\t", keep_default_na=False)
+    assert list(g["layer"]) == ["random input", "fully connected / ReLU", "reshape",
+                                "T. conv. / ReLU", "T. conv. / ReLU", "T. conv. / ReLU"]
+    assert list(g["out. shape"])[-1] == "16 x 16 x 3"
+    d = pd.read_csv(figs / "table2_discriminator_tiny_kitchen.tsv", sep="\t",
+                    keep_default_na=False)
+    assert list(d["layer"]) == ["input", "conv. / L. ReLU", "conv. / L. ReLU",
+                                "conv. / L. ReLU", "global avg. pool", "fully connected"]
+    assert list(d["noise"]) == ["gaussian"] * 4 + ["dropout", ""]
+    from PIL import Image
+
+    with Image.open(figs / "fig4_lesions_tiny_kitchen.png") as im:
+        assert im.size[0] > 200 and im.size[1] > 150  # 4 rows of 3 real + 3 synthetic
+
+
+def test_tiny_beers2018_figures_and_tables(tiny_run):
+    work, _ = tiny_run
+    figs = work / "results/figures/beers2018"
+    expected = {"fig2_fundus.png", "fig2_brats.png", "fig3_fundus.png", "fig3_brats.png",
+                "fig4_tiny_fundus.png", "fig4_tiny_beers_brats.png", "fig5_tsne_tiny_fundus.png",
+                "fig5_traversal_tiny_beers_brats.png", "fig5_traversal_tiny_beers_brats.tsv",
+                "sec41_vessel_auc.tsv", "models.tsv"}
+    assert expected <= {p.name for p in figs.iterdir()}
+    auc = pd.read_csv(figs / "sec41_vessel_auc.tsv", sep="\t")
+    assert list(auc["images"]) == ["synthetic", "real_heldout"]
+    assert list(auc["paper_vessel_auc"].fillna(-1)) == [0.97, -1]
+    path = pd.read_csv(figs / "fig5_traversal_tiny_beers_brats.tsv", sep="\t")
+    assert len(path) >= 2 and path["slice_mean"].is_monotonic_increasing
+    models = pd.read_csv(figs / "models.tsv", sep="\t")
+    assert set(models["channels"]) == {"R+G+B+vessels", "R+G+B",
+                                       "T1+T1c+T2+FLAIR+edema+necrosis+enhancing",
+                                       "T1+T1c+T2+FLAIR"}
+
+
+def test_report_of_the_tiny_run_builds(tiny_run):
+    work, _ = tiny_run
+    run(["snakemake", "--report", "report.html"], cwd=work)
+    html = (work / "report.html").read_text(errors="replace")
+    for text in ("Han et al. 2018", "Seah 2017", "Beers et al. 2018", "Table 1", "Fig. 4"):
+        assert text in html, text

@@ -30,6 +30,7 @@ DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
 # analyses that use the held-out real images of the model's dataset
 HELDOUT_ANALYSES = ("metrics", "inversion")
 VESSEL_AUC_CHANNELS = ("R", "G", "B", "vessels")
+POOLED_CHANNEL = "Concat"  # medgan.data.pooled.POOLED_CHANNEL (not imported: no numpy here)
 TSNE_COLOR_BY = {"fundus": "laterality", "brats": "slice", "oasis": "slice", "prostatex": "zone"}
 
 
@@ -62,6 +63,8 @@ def dataset_channels(ds: dict[str, Any]) -> list[str]:
     """The channel names the prepared dataset of config entry ``ds`` will have."""
     kind = ds["kind"]
     if kind == "brats":
+        if ds.get("channel_mode", "stacked") == "pooled":
+            return [POOLED_CHANNEL]
         channels = list(ds.get("sequences", ["T1", "T1c", "T2", "FLAIR"]))
         if ds.get("preprocessing", {}).get("label_channels"):
             channels += LABEL_CHANNELS
@@ -88,6 +91,11 @@ def check_config(config: dict[str, Any]) -> None:
                 f"datasets.{name}.phantom: no phantoms.{ds['kind']} section to generate it from"
             )
         prep = ds.get("preprocessing", {})
+        if ds.get("channel_mode") == "pooled" and prep.get("label_channels"):
+            raise ConfigError(
+                f"datasets.{name}.channel_mode: pooled (Han 2018's Concat) pools the sequences "
+                "into one channel; it cannot be combined with preprocessing.label_channels"
+            )
         if prep.get("slice_stop", 1) <= prep.get("slice_start", 0):
             raise ConfigError(
                 f"datasets.{name}.preprocessing.slice_stop: must be greater than slice_start"

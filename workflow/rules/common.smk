@@ -178,3 +178,15 @@ def vtt_targets():
         ):
             out.append(f"results/vtt/{kit}/scores/table1.tsv")
     return out
+
+
+# Per-paper targets: each workflow/rules/papers/<study>.smk registers its <study>_targets()
+# here; `all` collects those of the studies present in config["studies"].
+PAPER_TARGETS = {}
+PAPERS_ENV = "../../../envs/medgan.yaml"  # MEDGAN_ENV seen from workflow/rules/papers/
+
+
+def paper_targets():
+    return [
+        t for study in STUDIES if study in PAPER_TARGETS for t in PAPER_TARGETS[study]()
+    ]

@@ -22,6 +22,8 @@ def prepare_dataset(
     """
     provenance = {"dataset": name, "config": dataset}
     kind = dataset["kind"]
+    if kind == "brats" and dataset.get("channel_mode", "stacked") == "pooled":
+        return _prepare_pooled(source, out_dir, dataset=dataset, name=name)
     if kind == "brats":
         from medgan.data.preprocess.brats import prepare_brats
 
@@ -50,3 +52,22 @@ def prepare_dataset(
             source, out_dir, unet_checkpoint=segmenter, provenance=provenance, **prep
         )
     raise ValueError(f"dataset {name}: unknown kind {kind!r}")
+
+
+def _prepare_pooled(
+    source: str | os.PathLike, out_dir: str | os.PathLike, *, dataset: dict[str, Any], name: str
+) -> dict[str, Any]:
+    """A BraTS dataset with ``channel_mode: pooled`` (Han 2018's Concat): prepared stacked in a
+    scratch folder beside ``out_dir``, then pooled into one channel
+    (:func:`medgan.data.pooled.pool_channels`)."""
+    import tempfile
+    from pathlib import Path
+
+    from medgan.data.pooled import pool_channels
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stacked = {k: v for k, v in dataset.items() if k != "channel_mode"}
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        prepare_dataset(source, tmp, dataset=stacked, name=name)
+        return pool_channels(tmp, out_dir, provenance={"dataset": name, "config": dataset})

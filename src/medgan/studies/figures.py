@@ -17,6 +17,8 @@ import numpy as np
 from medgan.atomic import write_tsv
 from medgan.plotting import _pyplot, pick_images, real_windows, save_figure, save_image_grid
 
+RGB = ("R", "G", "B")
+
 
 def plot_real_grid(
     data_dir: str | os.PathLike,
@@ -76,24 +78,34 @@ def plot_synthetic_panel(
     seed: int = 0,
     title: str | None = None,
 ) -> None:
-    """One figure for several models: a row of ``n_images`` samples per model and channel."""
-    rows: list[tuple[str, np.ndarray, tuple[float, float]]] = []
+    """One figure for several models: a row of ``n_images`` samples per model and channel
+    (R, G and B together in one colour row, as fundus photos)."""
+    rows: list[tuple[str, np.ndarray, tuple[float, float] | None]] = []
     for name, ckpt, data_dir in zip(models, checkpoints, data_dirs, strict=True):
         images, channels = _generate(ckpt, n_images, seed)
         windows = real_windows(data_dir, channels, seed=seed)
+        rgb = [channels.index(c) for c in RGB] if set(RGB) <= set(channels) else []
+        if rgb:  # fundus photos (Beers 2018 Fig. 2) in colour: [-1, 1] -> [0, 1]
+            rows.append((f"{name}\nRGB", np.clip((images[:, rgb] + 1) / 2, 0, 1)
+                         .transpose(0, 2, 3, 1), None))
         for c, ch in enumerate(channels):
+            if c in rgb:
+                continue
             label = name if len(channels) == 1 else f"{name}\n{ch}"
             rows.append((label, images[:, c], windows[c]))
     plt = _pyplot()
     fig, axes = plt.subplots(
         len(rows), n_images, squeeze=False, figsize=(0.9 * n_images + 1.6, 0.9 * len(rows) + 0.4)
     )
-    for r, (label, imgs, (lo, hi)) in enumerate(rows):
+    for r, (label, imgs, window) in enumerate(rows):
         for c in range(n_images):
             ax = axes[r, c]
             ax.axis("off")
-            if c < imgs.shape[0]:
-                ax.imshow(imgs[c], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            if c < imgs.shape[0] and window is None:
+                ax.imshow(imgs[c], interpolation="nearest")
+            elif c < imgs.shape[0]:
+                ax.imshow(imgs[c], cmap="gray", vmin=window[0], vmax=window[1],
+                          interpolation="nearest")
         axes[r, 0].text(
             -0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7
         )

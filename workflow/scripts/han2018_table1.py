@@ -1,0 +1,10 @@
+from medgan.runlog import log_to
+from medgan.studies.han2018 import write_table1
+
+log_to(snakemake.log[0])
+write_table1(
+    snakemake.input.tables,
+    snakemake.output.table,
+    models=snakemake.params.models,
+    datasets=snakemake.params.datasets,
+)
