@@ -105,6 +105,8 @@ log = logging.getLogger(__name__)
 SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every": 10,
                                      "sample_every": 100, "checkpoint_every": 0,
                                      "ema_decay": None, "latent_distribution": "normal"}
+# schedule keys recorded only when given (older checkpoints stay resumable)
+SCHEDULE_OPTIONAL = {"stop_on_divergence": False}
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
     "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
@@ -143,7 +145,8 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     if misplaced and not progressive:
         raise ValueError(f"schedule key(s) {misplaced} apply only to architecture pggan, "
                          f"not {architecture!r}")
-    known = {**SCHEDULE_DEFAULTS, **PROGRESSIVE_DEFAULTS} if progressive else SCHEDULE_DEFAULTS
+    known = {**SCHEDULE_DEFAULTS, **SCHEDULE_OPTIONAL,
+             **(PROGRESSIVE_DEFAULTS if progressive else {})}
     unknown = [k for k in schedule if k not in known]
     if unknown:
         raise ValueError(f"unknown schedule key(s) {unknown}; known: {sorted(known)}")
@@ -160,6 +163,9 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     if cfg["latent_distribution"] not in LATENT_DISTRIBUTIONS:
         raise ValueError(f"schedule latent_distribution must be one of {list(LATENT_DISTRIBUTIONS)}"
                          f", got {cfg['latent_distribution']!r}")
+    if not isinstance(cfg.get("stop_on_divergence", False), bool):
+        raise ValueError(f"schedule stop_on_divergence must be true/false, "
+                         f"got {cfg['stop_on_divergence']!r}")
     _positive_int(cfg["log_every"], "schedule log_every")
     _positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
     _positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",
@@ -556,6 +562,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     write_text(partial_path, "".join(f"{r}\n" for r in rows))
     last_row: dict[str, Any] = json.loads(rows[-1]) if rows else {}
     t_train = time.perf_counter()
+    diverged_at = None
     t_interval, overhead, steps_in_interval = t_train, 0.0, 0
     images_in_interval = images_trained = 0
 
@@ -587,8 +594,14 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                             "s_per_step": dt / steps_in_interval,
                             "elapsed_s": now - t_train}
                 if not all(np.isfinite(v) for v in last_row.values()):
-                    raise FloatingPointError(f"{out_dir}: training diverged at step {step}: "
-                                             f"{last_row}")
+                    if not schedule.get("stop_on_divergence", False):
+                        raise FloatingPointError(f"{out_dir}: training diverged at step "
+                                                 f"{step}: {last_row}")
+                    diverged_at = step  # a loss comparison records it and stops here
+                    stats_fh.write(json.dumps(last_row) + "\n")  # NaN / Infinity as JSON allows
+                    log.warning("%s: training diverged at step %d, stopping: %s", out_dir,
+                                step, last_row)
+                    break
                 stats_fh.write(json.dumps(last_row) + "\n")
                 stats_fh.flush()
                 log.info("%s", last_row)
@@ -615,8 +628,12 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 overhead += time.perf_counter() - t0
         bar.close()
         train_s = time.perf_counter() - t_train
-        save_checkpoint(final_ckpt_path, training_state(steps))
-        write_samples()
+        save_checkpoint(final_ckpt_path, training_state(diverged_at or steps))
+        if diverged_at is None:
+            write_samples()
+        else:  # non-finite weights: an empty grid rather than a failed plot
+            save_image_grid(np.zeros((1, len(names), 4, 4), np.float32), out_dir / "samples.png",
+                            channel_names=names, title=f"diverged at step {diverged_at}")
     os.replace(partial_path, stats_path)
     plot_loss_curves(stats_path, out_dir / "losses.png",
                      title=f"{out_dir.name}: {arch_cfg['name']}, {loss_obj.config['name']}")
@@ -625,7 +642,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         with contextlib.suppress(OSError):
             state_dir.rmdir()  # if empty
     # stats.jsonl is in place now; run.json, written last, marks the run complete
-    trained = steps - start_step
+    trained = (diverged_at or steps) - start_step
     run = {
         "config": config, "seed": seed, "provenance": provenance or {},
         "medgan_version": __version__, "torch_version": str(torch.__version__),
@@ -635,6 +652,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                    "s_per_step": train_s / max(trained, 1),
                    "images_per_s": images_trained / max(train_s, 1e-9)},
         "resumed_from_step": start_step,
+        "diverged_at_step": diverged_at,
         "final": last_row,
         "files": ["checkpoint.pt", "stats.jsonl", "samples.png", "losses.png", "run.json"],
     }
