@@ -67,9 +67,10 @@ def check_subset(images: np.ndarray, k: int, threshold: float) -> None:
     eig, sigma, delta, rho_n = naive(images, k, threshold)
     top = np.asarray(div["eigenvalues_top"])
     print(f"check on {len(images)} images (streamed path vs dense float64 SVD):")
-    print(f"  PCA eigenvalues   max rel diff {np.max(np.abs(pca.explained_variance * (len(images) - 1) - eig[:k]) / eig[:k]):.1e}")
-    print(f"  top eigenvalues   max rel diff {np.max(np.abs(top - eig[: len(top)]) / eig[: len(top)]):.1e}"
-          f" ({len(top)} computed)")
+    pca_eig = pca.explained_variance * (len(images) - 1)
+    print(f"  PCA eigenvalues   max rel diff {np.max(np.abs(pca_eig - eig[:k]) / eig[:k]):.1e}")
+    rel = np.max(np.abs(top - eig[: len(top)]) / eig[: len(top)])
+    print(f"  top eigenvalues   max rel diff {rel:.1e} ({len(top)} computed)")
     print(f"  sigma             rel diff {abs(div['sigma'] - sigma) / sigma:.1e}")
     print(f"  delta             {div['delta']} (naive {delta})")
     print(f"  rho per image     max rel diff {np.max(np.abs(rho - rho_n) / rho_n):.1e}")

@@ -60,10 +60,10 @@ def plot_interpolations(
     """Sec. 3.2: for each model one row of images generated along the straight line between
     two random latent vectors (drawn with ``seed`` from the run's latent distribution).
     Returns the images (models, steps, H, W) of channel 0."""
+    import torch
+
     from medgan.analysis.interpolation import interpolation_images
     from medgan.training.train import draw_latents, latent_distribution, load_generator
-
-    import torch
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")

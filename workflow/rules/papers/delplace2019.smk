@@ -30,7 +30,10 @@ def delplace_real():
     if DELPLACE not in STUDIES:
         return {}
     ds = STUDIES[DELPLACE]["real_dataset"]
-    return {"data": f"results/data/{ds}/images.npy", "split": f"results/data/{ds}/split.tsv"}
+    return {
+        "data": f"results/data/{ds}/images.npy",
+        "split": f"results/data/{ds}/split.tsv",
+    }
 
 
 def delplace_model_files(name, models):
@@ -52,7 +55,8 @@ DELPLACE_PARAMS = dict(
     channels=lambda wc: study_channels(DELPLACE),
     metrics=config["analysis"]["metrics"],
     losses=lambda wc: {
-        label: MODELS[m]["loss"]["name"] for label, m in delplace_spec()["models"].items()
+        label: MODELS[m]["loss"]["name"]
+        for label, m in delplace_spec()["models"].items()
     },
 )
 
@@ -65,7 +69,9 @@ rule delplace2019:
 rule delplace2019_fig1:
     input:
         **delplace_real(),
-        checkpoints=lambda wc: delplace_model_files("checkpoint.pt", delplace_main_models()),
+        checkpoints=lambda wc: delplace_model_files(
+            "checkpoint.pt", delplace_main_models()
+        ),
     output:
         report(
             f"{DELPLACE_FIGURES}/fig1.png",
@@ -86,7 +92,9 @@ rule delplace2019_fig1:
 rule delplace2019_interpolations:
     input:
         **delplace_real(),
-        checkpoints=lambda wc: delplace_model_files("checkpoint.pt", delplace_main_models()),
+        checkpoints=lambda wc: delplace_model_files(
+            "checkpoint.pt", delplace_main_models()
+        ),
     output:
         report(
             f"{DELPLACE_FIGURES}/interpolations.png",
@@ -107,7 +115,9 @@ rule delplace2019_interpolations:
 rule delplace2019_table3:
     input:
         **delplace_real(),
-        checkpoints=lambda wc: delplace_model_files("checkpoint.pt", delplace_main_models()),
+        checkpoints=lambda wc: delplace_model_files(
+            "checkpoint.pt", delplace_main_models()
+        ),
     output:
         report(
             f"{DELPLACE_FIGURES}/table3.tsv",
@@ -154,7 +164,9 @@ rule delplace2019_loss_comparison:
     input:
         **delplace_real(),
         runs=lambda wc: delplace_model_files("run.json", delplace_comparison_models()),
-        stats=lambda wc: delplace_model_files("stats.jsonl", delplace_comparison_models()),
+        stats=lambda wc: delplace_model_files(
+            "stats.jsonl", delplace_comparison_models()
+        ),
         checkpoints=lambda wc: delplace_model_files(
             "checkpoint.pt", delplace_comparison_models()
         ),

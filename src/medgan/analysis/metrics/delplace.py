@@ -15,9 +15,10 @@ centred float64 matrix is kept in memory and the eigen-decompositions are trunca
 ARPACK (:func:`scipy.sparse.linalg.svds`, tol=0). Larger sets (Table 3's 11,328 images of
 256 x 256: 3 GB of float32) are streamed in row blocks through block subspace iteration with a
 Rayleigh-Ritz step (:mod:`medgan.analysis.metrics.subspace`): float32 products with float64
-accumulation until float32's floor, then float64 products, stopping when every wanted Ritz pair passes a
-float64 residual check (eigenvalue error r^2 / gap below 1e-7 relative; eigenvector angle
-r / gap below 1e-10 for the PCA). benchmarks/delplace_bench.py times it at the paper's size against the naive SVD.
+accumulation until float32's floor, then float64 products, stopping when every wanted Ritz pair
+passes a float64 residual check (eigenvalue error r^2 / gap below 1e-7 relative; eigenvector
+angle r / gap below 1e-10 for the PCA). benchmarks/delplace_bench.py times it at the paper's
+size and compares it with the naive SVD.
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool, start=None):
     tiny (<= 2k + 2, so X is small). A centred matrix kept in memory (<= ``_DENSE_BYTES``) goes
     to ARPACK (k < min(N, D) required). A streamed one goes to block subspace iteration
     (:func:`medgan.analysis.metrics.subspace.top_eigenpairs`, float32 products then float64,
-    eigenvalue errors r^2/gap below 1e-7 relative, angles r/gap below 1e-10 when the vectors are wanted), which also returns the vectors; ``start`` (k', D)
-    seeds its start block. ARPACK remains for streamed matrices too narrow for the block.
+    eigenvalue errors r^2/gap below 1e-7 relative, angles r/gap below 1e-10 when the vectors
+    are wanted), which also returns the vectors; ``start`` (k', D) seeds its start block.
+    ARPACK remains for streamed matrices too narrow for the block.
     """
     n, d = op.shape
     if not vectors and min(n, d) <= 2 * k + 2:
@@ -202,9 +204,10 @@ def fit_real_pca(real: np.ndarray, *, n_components: int = 16) -> RealPCA:
     """PCA of the real images: the top ``n_components`` eigenvectors of their covariance.
 
     Delplace 2019 sec. 3.2 uses 16 components ("55 %" of the variance of OASIS). Computed by
-    a truncated SVD (ARPACK, or subspace iteration for large sets) of the centred (N, D) matrix, so it agrees
-    with an eigendecomposition of ``np.cov`` of the flattened images to ~1e-10 without forming
-    it. Needs N >= n_components + 2 images and D > n_components pixels; constant data raise.
+    a truncated SVD (ARPACK; subspace iteration for large sets) of the centred (N, D) matrix, so
+    it agrees with an eigendecomposition of ``np.cov`` of the flattened images to ~1e-10
+    without forming it. Needs N >= n_components + 2 images and D > n_components pixels;
+    constant data raise.
     """
     arr = check_images(real, "real", min_images=2)
     if not isinstance(n_components, int | np.integer) or n_components < 1:
@@ -289,10 +292,10 @@ def diversity_sigma_delta(
     min(max_eigenvalues, N - 1, D) eigenvalues (squared singular values of the centred matrix,
     by truncated SVD) therefore contain all of them when max_eigenvalues >= floor(1/threshold);
     a smaller ``max_eigenvalues`` raises. To save time the top 16 are computed first, and
-    more (x 4 with ARPACK, x 2 streamed, up to that cap) only while the smallest computed one still exceeds the
-    threshold; once the k-th largest is below it, the count is exact. Fewer than 2 images or
-    constant images give sigma = 0, delta = 0. Returns sigma, delta, n, sigma_per_image,
-    threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S, descending: at
+    more (x 4 with ARPACK, x 2 streamed, up to that cap) only while the smallest computed one
+    still exceeds the threshold; once the k-th largest is below it, the count is exact.
+    Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
+    sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S, descending: at
     least min(16, N - 1, D) of them, and at least delta + 1 where that many exist) and
     ``eigenvalue_ratios_top`` (those / sigma).
     """
