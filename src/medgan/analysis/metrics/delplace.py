@@ -296,8 +296,8 @@ def diversity_sigma_delta(
     still exceeds the threshold; once the k-th largest is below it, the count is exact.
     Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
     sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S,
-    descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many exist) and
-    ``eigenvalue_ratios_top`` (those / sigma).
+    descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many
+    exist) and ``eigenvalue_ratios_top`` (those / sigma).
     """
     arr = check_images(images, "images")
     if not 0 < threshold < 1:
