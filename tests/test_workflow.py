@@ -51,17 +51,17 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         for line in out.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert table["train_gan"] == 13  # 12 Han models and Kitchen's
-    assert table["prepare_dataset"] == 5
+    assert table["train_gan"] == 28  # 12 Han models, Kitchen's, Delplace's 15
+    assert table["prepare_dataset"] == 6
     assert table["train_vessel_segmenter"] == 1
     assert table["phantoms"] == 4
-    assert table["real_grid"] == 7  # Han's four sequences, Kitchen's T2, ADC, Ktrans
-    assert table["dataset_preview"] == 5
-    assert table["synthetic_images"] == 13
+    assert table["real_grid"] == 8  # Han's four sequences, Kitchen's T2, ADC, Ktrans, Delplace's T1
+    assert table["dataset_preview"] == 6
+    assert table["synthetic_images"] == 28
     # analyses: every model's metrics, one feature network and split per dataset used,
     # the encoder, t-SNE and interpolation of the Concat 32 models and Kitchen's interpolation
     assert table["model_metrics"] == 13 and table["study_metrics"] == 2
-    assert table["split_dataset"] == 3 and table["train_feature_net"] == 3
+    assert table["split_dataset"] == 4 and table["train_feature_net"] == 3
     assert table["train_encoder"] == 2 and table["invert_heldout"] == 2 and table["tsne"] == 2
     assert table["interpolation"] == 3
 
