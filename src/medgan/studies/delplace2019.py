@@ -139,9 +139,11 @@ def training_images(data_dir: str | os.PathLike, split: str | os.PathLike,
 
 
 def _generate(checkpoint: str | os.PathLike, n: int, seed: int) -> np.ndarray:
+    """``n`` images of a checkpoint's generator, on a GPU where there is one (the latents are
+    drawn on the CPU from ``seed``, so the set does not depend on the device but for rounding)."""
     from medgan.training.train import generate_images
 
-    return generate_images(checkpoint, n, seed=seed)
+    return generate_images(checkpoint, n, seed=seed, device="auto")
 
 
 def loss_comparison_table(
