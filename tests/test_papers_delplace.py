@@ -170,3 +170,32 @@ def test_tiny_delplace_figures(tiny_delplace):
     # Fig. 1: four panels side by side; interpolations: three rows of 3 steps
     assert sizes["fig1.png"][0] > 2.5 * sizes["fig1.png"][1]
     assert sizes["interpolations.png"][1] > sizes["fig1.png"][1]
+
+
+def test_a_diverging_run_stops_and_is_recorded_when_asked(tmp_path):
+    """``schedule.stop_on_divergence``: a non-finite loss ends the run (recorded), else fails."""
+    import json
+
+    from medgan.data.prepared import PreparedDatasetWriter
+    from medgan.plotting import read_stats
+    from medgan.training.train import train_gan
+
+    images = np.random.default_rng(0).normal(size=(8, 1, 16, 16)).astype(np.float32)
+    with PreparedDatasetWriter(tmp_path / "data", channels=["T1"], resolution=16) as w:
+        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
+    args = {"channels": None, "resolution": 16, "loss": {"name": "lsgan"},
+            "architecture": {"name": "dcgan", "latent_dim": 4, "width": 2, "max_width": 4},
+            "optimizer": {"name": "adam", "lr": 1e38}, "seed": 0, "device": "cpu",  # explodes
+            "threads": 1, "progress": False}
+    schedule = {"steps": 4, "batch_size": 4, "log_every": 1, "sample_every": 0}
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_gan(tmp_path / "data", tmp_path / "fails", schedule=schedule, **args)
+    run = train_gan(tmp_path / "data", tmp_path / "stops",
+                    schedule={**schedule, "stop_on_divergence": True}, **args)
+    assert run["diverged_at_step"] == 1
+    assert json.loads((tmp_path / "stops" / "run.json").read_text())["diverged_at_step"] == 1
+    rows = read_stats(tmp_path / "stops" / "stats.jsonl")
+    assert len(rows) == 1 and not np.isfinite([rows[0]["d_loss"], rows[0]["g_loss"]]).all()
+    assert (tmp_path / "stops" / "samples.png").is_file()
+    verdict = convergence_verdict(rows, {"finite": False}, REAL)
+    assert verdict["verdict"] == "diverged" and "step 1" in verdict["reason"]
