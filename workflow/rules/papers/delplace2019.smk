@@ -41,7 +41,7 @@ rule delplace2019_fig1:
     log:
         f"logs/figures/{DELPLACE}/fig1.log",
     conda:
-        MEDGAN_ENV
+        DELPLACE_ENV
     params:
         **DELPLACE_PARAMS,
     script:
@@ -64,7 +64,7 @@ rule delplace2019_interpolations:
     log:
         f"logs/figures/{DELPLACE}/interpolations.log",
     conda:
-        MEDGAN_ENV
+        DELPLACE_ENV
     params:
         **DELPLACE_PARAMS,
     script:
@@ -89,7 +89,7 @@ rule delplace2019_table3:
     benchmark:
         f"logs/figures/{DELPLACE}/table3.benchmark.tsv"
     conda:
-        MEDGAN_ENV
+        DELPLACE_ENV
     threads: 2
     resources:
         mem_mb=12000,
@@ -112,7 +112,7 @@ rule delplace2019_training_time:
     log:
         f"logs/figures/{DELPLACE}/training_time.log",
     conda:
-        MEDGAN_ENV
+        DELPLACE_ENV
     params:
         **DELPLACE_PARAMS,
     script:
@@ -147,7 +147,7 @@ rule delplace2019_loss_comparison:
     benchmark:
         f"logs/figures/{DELPLACE}/loss_comparison.benchmark.tsv"
     conda:
-        MEDGAN_ENV
+        DELPLACE_ENV
     params:
         **DELPLACE_PARAMS,
     script:

@@ -2,6 +2,7 @@
 # (kept apart from its rules, as `snakemake --lint` asks); no rules.
 DELPLACE = "delplace2019"
 DELPLACE_FIGURES = f"results/figures/{DELPLACE}"
+DELPLACE_ENV = f"../{MEDGAN_ENV}"  # this rules file is one folder deeper than common.smk
 
 
 def delplace2019_targets():
