@@ -46,11 +46,20 @@ class CentredRows:
         self.flat, self.mean = flat, np.asarray(mean, dtype=np.float64)
         self.shape = flat.shape
         self.rows = max(1, int(block_bytes) // (4 * max(1, flat.shape[1])))
+        self._buffer: np.ndarray | None = None
 
     def _blocks(self, dtype):
+        """Row blocks as ``dtype``: views where the images already are, else copies into one
+        reused buffer (a fresh 512 MB block per product would cost page faults each time)."""
         for start in range(0, self.shape[0], self.rows):
             sl = slice(start, min(self.shape[0], start + self.rows))
-            yield sl, np.asarray(self.flat[sl], dtype=dtype)  # a view when already float32
+            block = self.flat[sl]
+            if block.dtype != dtype or not block.flags.c_contiguous:
+                if self._buffer is None or self._buffer.dtype != dtype:
+                    self._buffer = np.empty((min(self.rows, self.shape[0]), self.shape[1]), dtype)
+                block = self._buffer[: sl.stop - sl.start]
+                np.copyto(block, self.flat[sl], casting="unsafe")
+            yield sl, block
 
     def scatter_times(self, v: np.ndarray, *, dtype=np.float64) -> np.ndarray:
         """M v = A^T A v (D, b) in float64; products in ``dtype``, accumulated in float64."""
