@@ -1,6 +1,7 @@
 """Delplace 2019's realism rho and diversity sigma, delta at the paper's size (Table 3: N = 11,328
 images of 256 x 256), timed, with the memory they need beyond the images, and checked against
-the naive computation (a dense float64 SVD of the centred images) on a subset.
+the naive computation (a dense float64 SVD of the centred images) on a subset, through the
+streamed path whatever the subset's size.
 
     nice python benchmarks/delplace_bench.py --n 11328 --resolution 256 --threads 2 --check-n 1200
 
@@ -25,6 +26,7 @@ import tracemalloc
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from medgan.analysis.metrics import delplace
 from medgan.analysis.metrics.controls import structured_images
 from medgan.analysis.metrics.delplace import (
     diversity_sigma_delta,
@@ -61,9 +63,14 @@ def naive(images: np.ndarray, k: int, threshold: float):
 
 
 def check_subset(images: np.ndarray, k: int, threshold: float) -> None:
-    pca = fit_real_pca(images, n_components=k)
-    div = diversity_sigma_delta(images, threshold=threshold)
-    rho = realism_per_image(images, pca)
+    dense_bytes = delplace._DENSE_BYTES
+    delplace._DENSE_BYTES = 0  # the streamed (subspace iteration) path, whatever the size
+    try:
+        pca = fit_real_pca(images, n_components=k)
+        div = diversity_sigma_delta(images, threshold=threshold)
+        rho = realism_per_image(images, pca)
+    finally:
+        delplace._DENSE_BYTES = dense_bytes
     eig, sigma, delta, rho_n = naive(images, k, threshold)
     top = np.asarray(div["eigenvalues_top"])
     print(f"check on {len(images)} images (streamed path vs dense float64 SVD):")
