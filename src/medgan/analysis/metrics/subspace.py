@@ -34,6 +34,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class CentredRows:
         for _, block in self._blocks(dtype):
             u = block @ vv
             u -= mv
-            out += block.T @ u
+            out += (u.T @ block).T  # 2-3x faster than block.T @ u in OpenBLAS
             col_sums += u.sum(axis=0, dtype=np.float64)
         out -= np.outer(self.mean, col_sums)
         return out
@@ -91,6 +92,23 @@ def _worst_error(theta: np.ndarray, res: np.ndarray, k: int, *, vectors: bool) -
     scale = np.clip(theta[:k], 0.0, None) + floor
     kato_temple = np.where(r <= _MAX_RESIDUAL * scale, r * r / gap, np.inf)
     return float(np.max(np.minimum(r, kato_temple) / scale))
+
+
+def _orthonormal(w: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of w's columns: Cholesky-QR twice on the column-normalised block
+    (the Ritz-rotated W is nearly orthogonal, so well conditioned; several times faster than
+    Householder QR of a (D, b) block), Householder QR if Cholesky fails."""
+    norms = np.linalg.norm(w, axis=0)
+    if np.all(norms > 0):
+        q = w / norms
+        try:
+            for _ in range(2):
+                chol = np.linalg.cholesky(q.T @ q)
+                q = solve_triangular(chol, q.T, lower=True).T
+            return np.ascontiguousarray(q)
+        except np.linalg.LinAlgError:
+            pass
+    return np.linalg.qr(w)[0]
 
 
 def top_eigenpairs(
@@ -141,7 +159,7 @@ def top_eigenpairs(
             if worst <= tol or stalled:
                 dtype = np.float64
             history.append(worst)
-        v, _ = np.linalg.qr(w)
+        v = _orthonormal(w)
     raise RuntimeError(
         f"subspace iteration for the top {k} eigenvalues did not converge in {max_iter} "
         f"iterations (largest relative residual {worst:.2e} > {tol:.0e})"
