@@ -155,7 +155,7 @@ def top_eigenpairs(
             log.info("top %d eigenpairs: %s", k, info)
             return np.clip(theta[:k], 0.0, None), v[:, :k].T.copy(), info
         if dtype is np.float32:
-            stalled = len(history) >= 3 and worst > 0.5 * min(history[-3:])
+            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
             if worst <= tol or stalled:
                 dtype = np.float64
             history.append(worst)
