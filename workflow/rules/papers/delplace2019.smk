@@ -5,7 +5,7 @@
 # curves, model table) come from figures.smk.
 
 
-include: "delplace2019_functions.smk"
+include: "delplace2019_targets.smk"
 
 
 DELPLACE_PARAMS = dict(

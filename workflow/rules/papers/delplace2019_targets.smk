@@ -45,3 +45,7 @@ def delplace_main_models():
 def delplace_comparison_models():
     runs = delplace_spec()["loss_comparison"]
     return sorted({m for by_loss in runs.values() for m in by_loss.values()})
+
+
+if "PAPER_TARGETS" in globals():  # main's registry of per-paper targets (rule all)
+    PAPER_TARGETS["delplace2019"] = delplace2019_targets
