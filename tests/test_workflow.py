@@ -51,10 +51,11 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         for line in out.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert table["train_gan"] >= 17  # 12 Han models, Kitchen's, Beers' four PGGANs
+    assert table["train_gan"] >= 32  # 12 Han models, Kitchen's, Beers' four PGGANs, Delplace's 15
     assert table["train_vessel_segmenter"] == 1
     assert table["phantoms"] == 4
-    assert table["real_grid"] >= 11  # Han's four sequences, Kitchen's 3 channels, Beers' 4
+    # Han's four sequences, Kitchen's 3 channels, Beers' 4, Delplace's T1
+    assert table["real_grid"] >= 12
     assert table["synthetic_images"] == table["train_gan"]
     # analyses: every Han and Kitchen model's metrics, the encoder and t-SNE of Beers' two
     # PGGANs with the segmentation channels, Kitchen's interpolation

@@ -159,6 +159,19 @@ def check_config(config: dict[str, Any]) -> None:
             for m in members:
                 if m not in models:
                     raise ConfigError(f"studies.{name}.panels.{panel}: no model named {m!r}")
+        _check_delplace(name, study.get("delplace"), models)
+
+
+def _check_delplace(name: str, spec: dict[str, Any] | None, models: dict[str, Any]) -> None:
+    """Delplace 2019's block: every model it names exists."""
+    if not spec:
+        return
+    named = [("models", label, m) for label, m in spec["models"].items()]
+    named += [(f"loss_comparison.{arch}", loss, m)
+              for arch, by_loss in spec["loss_comparison"].items() for loss, m in by_loss.items()]
+    for where, key, m in named:
+        if m not in models:
+            raise ConfigError(f"studies.{name}.delplace.{where}.{key}: no model named {m!r}")
 
 
 def study_models(study: dict[str, Any]) -> list[str]:

@@ -76,6 +76,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -97,7 +98,7 @@ from medgan.training.progressive import Stage, stage_log
 from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
 from medgan.training.schedule import draw_latents
 from medgan.training.state import TrainingState, check_resumable
-from medgan.training.stats import StatsLog
+from medgan.training.stats import StatsLog, row_is_finite
 from medgan.training.step import train_step
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class TrainingLoop:
         self.log = StatsLog(files.partial_stats if self.main else None, rows,
                             run_name=str(files.out))
         self.train_s = 0.0
+        self.diverged_at: int | None = None  # stop_on_divergence: where the losses broke
         self.deadline = JobDeadline.from_environment()  # a SLURM job's end time, else None
 
     # --- what one step draws ------------------------------------------------------------------
@@ -213,7 +215,8 @@ class TrainingLoop:
 
     def train(self) -> None:
         """Train to ``schedule.steps``; on a stop request, checkpoint and raise
-        :class:`TrainingInterrupted`."""
+        :class:`TrainingInterrupted`. A ``stop_on_divergence`` run whose logged losses become
+        non-finite ends there, recorded as diverged (``run.json`` ``diverged_at_step``)."""
         steps = self.run.schedule["steps"]
         bar = tqdm(total=steps, initial=self.start_step, desc=f"train {self.files.out.name}",
                    unit="step", disable=not self.progress, mininterval=1.0)
@@ -222,9 +225,9 @@ class TrainingLoop:
                 self.train_one(step)
                 bar.update(1)
                 if step % self.run.schedule["log_every"] == 0 or step == steps:
-                    row = self.log.write_row(step, stage_log(self.stage) if self.stage else {},
-                                             self.ranks.mean(self.state.stats.means()))
-                    bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
+                    if not self.log_step(step, bar):
+                        self.diverged_at = step
+                        break
                 if step == steps:
                     break
                 stop = self.stop_requested(sigterm)
@@ -242,12 +245,35 @@ class TrainingLoop:
                         self.write_samples()
             bar.close()
             self.train_s = self.log.train_s
-            self.save_checkpoint(steps, final=True)
-            if self.main and self.files.state_dir != self.files.out:  # until the outputs are
-                # accepted: a job that ends after its time limit is failed, its outputs deleted
-                keep_finished(self.files.state_dir, checkpoint=self.files.final_checkpoint,
-                              stats=self.files.partial_stats)
+            self.save_final_state(self.diverged_at or steps)
+
+    def log_step(self, step: int, bar: tqdm) -> bool:
+        """Write the log row of ``step``; whether its values are finite (a non-finite row
+        raises ``FloatingPointError`` unless the schedule says ``stop_on_divergence``)."""
+        tolerate = self.run.schedule.get("stop_on_divergence", False)
+        row = self.log.write_row(step, stage_log(self.stage) if self.stage else {},
+                                 self.ranks.mean(self.state.stats.means()),
+                                 tolerate_divergence=tolerate)
+        bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
+        if row_is_finite(row):
+            return True
+        log.warning("%s: training diverged at step %d, stopping: %s", self.files.out, step, row)
+        return False
+
+    def save_final_state(self, step: int) -> None:
+        """The final checkpoint (kept in the resume directory until the outputs are accepted:
+        a job that ends after its time limit is failed and its outputs deleted) and samples."""
+        self.save_checkpoint(step, final=True)
+        if self.main and self.files.state_dir != self.files.out:
+            keep_finished(self.files.state_dir, checkpoint=self.files.final_checkpoint,
+                          stats=self.files.partial_stats)
+        if self.diverged_at is None:
             self.write_samples()
+        elif self.main:  # non-finite weights: an empty grid rather than a failed plot
+            channels = self.run.config["channels"]
+            save_image_grid(np.zeros((1, len(channels), 4, 4), np.float32),
+                            self.files.out / "samples.png", channel_names=channels,
+                            title=f"diverged at step {self.diverged_at}")
 
     def train_one(self, step: int) -> None:
         """Training step ``step``: enter its stage (progressive), train, update the EMA."""
@@ -301,7 +327,8 @@ class TrainingLoop:
             self._write_outputs()
         record = run_record(self.run, provenance=provenance, start_step=self.start_step,
                             t_start=t_start, train_s=self.train_s,
-                            images_trained=self.log.images_trained, final=self.log.last_row)
+                            images_trained=self.log.images_trained, final=self.log.last_row,
+                            diverged_at=self.diverged_at)
         if self.main:
             write_json(self.files.out / "run.json", record)
         self.ranks.barrier()

@@ -159,9 +159,11 @@ class RunFiles:
 
 
 def run_record(run: TrainingRun, *, provenance: dict | None, start_step: int, t_start: float,
-               train_s: float, images_trained: int, final: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``run.json``: config, provenance, versions, device and timing."""
-    trained = run.schedule["steps"] - start_step
+               train_s: float, images_trained: int, final: dict[str, Any],
+               diverged_at: int | None = None) -> dict[str, Any]:
+    """The content of ``run.json``: config, provenance, versions, device and timing
+    (``diverged_at``: the step where a ``stop_on_divergence`` run stopped, else None)."""
+    trained = (diverged_at or run.schedule["steps"]) - start_step
     return {
         "config": run.config, "seed": run.config["seed"], "provenance": provenance or {},
         "medgan_version": __version__, "torch_version": str(torch.__version__),
@@ -171,6 +173,7 @@ def run_record(run: TrainingRun, *, provenance: dict | None, start_step: int, t_
                    "s_per_step": train_s / max(trained, 1),
                    "images_per_s": images_trained / max(train_s, 1e-9)},
         "resumed_from_step": start_step,
+        "diverged_at_step": diverged_at,
         "final": final,
         "files": list(OUTPUT_FILES),
     }

@@ -22,6 +22,9 @@ from medgan.training.progressive import PROGRESSIVE_DEFAULTS, resolve_progressiv
 SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every": 10,
                                      "sample_every": 100, "checkpoint_every": 0,
                                      "ema_decay": None, "latent_distribution": "normal"}
+# schedule keys recorded only when given (older checkpoints stay resumable): a run whose loss
+# becomes non-finite stops and is recorded as diverged instead of failing (a loss comparison)
+SCHEDULE_OPTIONAL: dict[str, Any] = {"stop_on_divergence": False}
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
     "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
@@ -56,7 +59,8 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     if misplaced and not progressive:
         raise ValueError(f"schedule key(s) {misplaced} apply only to architecture pggan, "
                          f"not {architecture!r}")
-    known = {**SCHEDULE_DEFAULTS, **PROGRESSIVE_DEFAULTS} if progressive else SCHEDULE_DEFAULTS
+    known = {**SCHEDULE_DEFAULTS, **SCHEDULE_OPTIONAL,
+             **(PROGRESSIVE_DEFAULTS if progressive else {})}
     unknown = [k for k in schedule if k not in known]
     if unknown:
         raise ValueError(f"unknown schedule key(s) {unknown}; known: {sorted(known)}")
@@ -73,6 +77,9 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     if cfg["latent_distribution"] not in LATENT_DISTRIBUTIONS:
         raise ValueError(f"schedule latent_distribution must be one of {list(LATENT_DISTRIBUTIONS)}"
                          f", got {cfg['latent_distribution']!r}")
+    if not isinstance(cfg.get("stop_on_divergence", False), bool):
+        raise ValueError(f"schedule stop_on_divergence must be true/false, "
+                         f"got {cfg['stop_on_divergence']!r}")
     positive_int(cfg["log_every"], "schedule log_every")
     positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
     positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",

@@ -88,17 +88,18 @@ class StatsLog:
         self.images_in_interval += images
         self.images_trained += images
 
-    def write_row(self, step: int, columns: dict[str, Any],
-                  means: dict[str, float]) -> dict[str, Any]:
+    def write_row(self, step: int, columns: dict[str, Any], means: dict[str, float], *,
+                  tolerate_divergence: bool = False) -> dict[str, Any]:
         """Append the row of ``step`` (``columns`` first, then the statistics' ``means``);
-        a non-finite value raises ``FloatingPointError``."""
+        a non-finite value raises ``FloatingPointError`` unless ``tolerate_divergence`` (the
+        row is then written as JSON allows: NaN / Infinity)."""
         now = time.perf_counter()
         dt = max(now - self.t_interval - self.overhead, 1e-9)
         row = {"step": step, **columns, **means,
                "images_per_s": self.images_in_interval / dt,
                "s_per_step": dt / self.steps_in_interval,
                "elapsed_s": now - self.t_train}
-        if not all(np.isfinite(v) for v in row.values()):
+        if not tolerate_divergence and not row_is_finite(row):
             raise FloatingPointError(f"{self.run_name}: training diverged at step {step}: {row}")
         if self.fh is not None:
             self.fh.write(json.dumps(row) + "\n")
@@ -129,3 +130,8 @@ class StatsLog:
     def close_into(self, final: Path) -> None:
         """Rename the finished log to ``final`` (``stats.jsonl``)."""
         os.replace(self.path, final)
+
+
+def row_is_finite(row: dict[str, Any]) -> bool:
+    """Whether every value of a log row is finite (a diverged run's are not)."""
+    return all(np.isfinite(v) for v in row.values())

@@ -10,12 +10,15 @@
   sigma = sum_g ||g - mean_g||^2; delta is the number of eigenvalues of S greater than 1 % of
   sigma. sigma grows with the number of images, so ``n`` and ``sigma / n`` are reported too.
 
-Nothing here forms an N x N or D x D matrix: the eigen-decompositions are truncated SVDs
-(ARPACK, :func:`scipy.sparse.linalg.svds`) of the centred (N, D) data matrix, applied
-block by block in float64 through a linear operator. Up to 512 MB the centred float64 matrix
-is kept in memory (5000 images of 64 x 64: 164 MB); larger sets (11328 images of 256 x 256)
-are re-read in 32 MB blocks for every product, which is exact and bounded in memory but
-several times slower per ARPACK iteration.
+Nothing here forms an N x N or D x D matrix. Up to 512 MB (5000 images of 64 x 64: 164 MB) the
+centred float64 matrix is kept in memory and the eigen-decompositions are truncated SVDs by
+ARPACK (:func:`scipy.sparse.linalg.svds`, tol=0). Larger sets (Table 3's 11,328 images of
+256 x 256: 3 GB of float32) are streamed in row blocks through block subspace iteration with a
+Rayleigh-Ritz step (:mod:`medgan.analysis.metrics.subspace`): float32 products with float64
+accumulation until float32's floor, then float64 products, stopping when every wanted Ritz pair
+passes a float64 residual check (eigenvalue error r^2 / gap below 1e-7 relative; eigenvector
+angle r / gap below 1e-10 for the PCA). benchmarks/delplace_bench.py times it at the paper's
+size and compares it with the naive SVD.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, svds
 
+from medgan.analysis.metrics.subspace import CentredRows, top_eigenpairs
+
 _BLOCK_BYTES = 32 * 2**20  # float64 block of rows processed at once
 _DENSE_BYTES = 512 * 2**20  # below this the centred float64 matrix is kept in memory
-_SVD_SEED = 0  # ARPACK's start vector: fixed, so results are deterministic
+_SVD_SEED = 0  # ARPACK's / the subspace iteration's start: fixed, so results are deterministic
 _FIRST_EIGENVALUES = 16  # diversity: eigenvalues computed first (more only if all exceed)
+_OVERSAMPLE = 16  # subspace iteration: block = wanted + this many vectors
+_VALUE_TOL = 1e-7  # subspace iteration: relative eigenvalue error (r^2 / gap) for delta
+_VECTOR_TOL = 1e-10  # ... angle of the PCA's eigenvectors (r / gap)
 
 
 def check_images(images: Any, name: str = "images", *, min_images: int = 1) -> np.ndarray:
@@ -114,23 +122,34 @@ def _flat_mean(flat: np.ndarray) -> np.ndarray:
     return total / flat.shape[0]
 
 
-def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool):
-    """The k largest singular values (descending) and, if asked, right singular vectors.
+def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool, start=None):
+    """The k largest singular values (descending) and right singular vectors (or None).
 
     Singular values alone come from a dense ``np.linalg.svd(compute_uv=False)`` when N or D is
-    tiny (<= 2k + 2, so X is small); everything else from ARPACK (k < min(N, D) required).
+    tiny (<= 2k + 2, so X is small). A centred matrix kept in memory (<= ``_DENSE_BYTES``) goes
+    to ARPACK (k < min(N, D) required). A streamed one goes to block subspace iteration
+    (:func:`medgan.analysis.metrics.subspace.top_eigenpairs`, float32 products then float64,
+    eigenvalue errors r^2/gap below 1e-7 relative, angles r/gap below 1e-10 when the vectors
+    are wanted), which also returns the vectors; ``start`` (k', D) seeds its start block.
+    ARPACK remains for streamed matrices too narrow for the block.
     """
     n, d = op.shape
     if not vectors and min(n, d) <= 2 * k + 2:
         x = np.concatenate([b.copy() for _, b in op.blocks()])  # blocks share one buffer
-        s, vt = np.linalg.svd(x, compute_uv=False)[:k], None
+        return np.linalg.svd(x, compute_uv=False)[:k], None
+    if op._dense is None and k + _OVERSAMPLE <= min(n, d):
+        rows = CentredRows(op.flat, op.mean, block_bytes=8 * _BLOCK_BYTES)
+        theta, vt, _ = top_eigenpairs(rows, k, oversample=_OVERSAMPLE, seed=_SVD_SEED,
+                                      tol=_VECTOR_TOL if vectors else _VALUE_TOL,
+                                      vectors=vectors,
+                                      start=None if start is None else start.T)
+        return np.sqrt(theta), vt
+    rng = np.random.default_rng(_SVD_SEED)
+    if vectors:
+        _, s, vt = svds(op, k=k, tol=0, rng=rng)
     else:
-        rng = np.random.default_rng(_SVD_SEED)
-        if vectors:
-            _, s, vt = svds(op, k=k, tol=0, rng=rng)
-        else:
-            s = svds(op, k=k, tol=0, rng=rng, return_singular_vectors=False)
-            vt = None
+        s = svds(op, k=k, tol=0, rng=rng, return_singular_vectors=False)
+        vt = None
     order = np.argsort(s)[::-1]  # svds returns ascending singular values
     s = np.clip(s[order], 0.0, None)
     return s, (None if vt is None else vt[order])
@@ -185,9 +204,10 @@ def fit_real_pca(real: np.ndarray, *, n_components: int = 16) -> RealPCA:
     """PCA of the real images: the top ``n_components`` eigenvectors of their covariance.
 
     Delplace 2019 sec. 3.2 uses 16 components ("55 %" of the variance of OASIS). Computed by
-    a truncated SVD (ARPACK, full machine precision) of the centred (N, D) matrix, so it agrees
-    with an eigendecomposition of ``np.cov`` of the flattened images to ~1e-10 without forming
-    it. Needs N >= n_components + 2 images and D > n_components pixels; constant data raise.
+    a truncated SVD (ARPACK; subspace iteration for large sets) of the centred (N, D) matrix, so
+    it agrees with an eigendecomposition of ``np.cov`` of the flattened images to ~1e-10
+    without forming it. Needs N >= n_components + 2 images and D > n_components pixels;
+    constant data raise.
     """
     arr = check_images(real, "real", min_images=2)
     if not isinstance(n_components, int | np.integer) or n_components < 1:
@@ -272,12 +292,12 @@ def diversity_sigma_delta(
     min(max_eigenvalues, N - 1, D) eigenvalues (squared singular values of the centred matrix,
     by truncated SVD) therefore contain all of them when max_eigenvalues >= floor(1/threshold);
     a smaller ``max_eigenvalues`` raises. To save time the top 16 are computed first, and
-    more (x 4, up to that cap) only while the smallest computed one still exceeds the
-    threshold; once the k-th largest is below it, the count is exact. Fewer than 2 images or
-    constant images give sigma = 0, delta = 0. Returns sigma, delta, n, sigma_per_image,
-    threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S, descending: at
-    least min(16, N - 1, D) of them, and at least delta + 1 where that many exist) and
-    ``eigenvalue_ratios_top`` (those / sigma).
+    more (x 4 with ARPACK, x 2 streamed, up to that cap) only while the smallest computed one
+    still exceeds the threshold; once the k-th largest is below it, the count is exact.
+    Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
+    sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S,
+    descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many
+    exist) and ``eigenvalue_ratios_top`` (those / sigma).
     """
     arr = check_images(images, "images")
     if not 0 < threshold < 1:
@@ -296,12 +316,13 @@ def diversity_sigma_delta(
     eig = np.zeros(0)
     sigma = max(sigma, 0.0)
     k = min(cap, _FIRST_EIGENVALUES)
+    vt = None
     while sigma > 0 and k >= 1:
-        s, _ = _top_singular(op, k, vectors=False)
+        s, vt = _top_singular(op, k, vectors=False, start=vt)
         eig = s**2
         if k >= cap or eig[-1] <= threshold * sigma:
             break  # the k-th largest is already below the threshold: delta is exact
-        k = min(cap, 4 * k)
+        k = min(cap, (2 if vt is not None else 4) * k)
     result["sigma"] = float(sigma)
     result["sigma_per_image"] = float(sigma / n)
     result["delta"] = int(np.sum(eig > threshold * sigma)) if sigma > 0 else 0

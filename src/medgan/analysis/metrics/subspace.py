@@ -1,0 +1,166 @@
+"""Top eigenpairs of the scatter matrix of a large image set, streamed in row blocks.
+
+For an (N, D) matrix of flattened images X with mean m, the centred matrix is A = X - 1 m^T and
+its scatter matrix M = A^T A (D x D, never formed). :func:`top_eigenpairs` finds the k largest
+eigenvalues of M (the squared singular values of A) and their eigenvectors by **block subspace
+iteration with a Rayleigh-Ritz step** (Saad, "Numerical methods for large eigenvalue problems",
+ch. 5; Halko, Martinsson & Tropp 2011, alg. 4.4):
+
+1. V: an orthonormal (D, b) start block, b = k + oversample, from a seeded Gaussian draw.
+2. W = M V, applied as A^T (A V) over blocks of rows of X (the centring is folded in: A V =
+   X V - 1 (m^T V) and A^T U = X^T U - m (1^T U)), so one pass over the images per iteration.
+3. Rayleigh-Ritz: H = V^T W (b x b), H = S diag(theta) S^T; the Ritz pairs (theta_i, V S_i).
+4. Convergence check (stated): with r_i = ||M v_i - theta_i v_i|| the residual of a wanted pair,
+   * eigenvalues (sigma, delta): min(r_i, r_i^2 / gap_i) <= tol theta_i (tol 1e-7), with gap_i
+     = min_{j != i} |theta_i - theta_j| the distance to the other Ritz values; an eigenvalue of
+     M lies within r_i of theta_i (Weyl) and, when r_i <= 1e-3 theta_i, within ~r_i^2 / gap_i
+     (Kato-Temple), so each eigenvalue is within ~tol relative;
+   * eigenvectors (the PCA): r_i / (theta_i - theta_{k+1}) <= tol (1e-10): the sin-theta bound
+     (Davis-Kahan) on the angle between the wanted subspace and M's top-k invariant subspace,
+     which is all that rho depends on (close pairs inside it do not slow the check).
+   Residuals below 1e-12 theta_1 count as converged (rank-deficient data). Otherwise
+   V = qr(W S) and repeat from 2.
+
+Precision: the products X V and X^T U are done in float32 (4x the speed of float64 on this
+machine's BLAS) with float64 accumulation across row blocks, until the check passes on the
+float32 residuals or they stop improving (float32's floor); then the iteration continues with
+float64 products, and only a float64 iteration can pass the final check. So the returned Ritz
+values and vectors come from a float64 Rayleigh-Ritz step whose float64 residuals were checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+log = logging.getLogger(__name__)
+
+_MAX_RESIDUAL = 1e-3  # eigenvalues: r_i / theta_i must also be below this (gap estimate valid)
+_ABS_FLOOR = 1e-12  # residuals below this x theta_1 count as converged (rank-deficient data)
+
+
+class CentredRows:
+    """A = X - 1 m^T for flattened images X (N, D) and mean m (D,), applied block by block."""
+
+    def __init__(self, flat: np.ndarray, mean: np.ndarray, *, block_bytes: int):
+        self.flat, self.mean = flat, np.asarray(mean, dtype=np.float64)
+        self.shape = flat.shape
+        self.rows = max(1, int(block_bytes) // (4 * max(1, flat.shape[1])))
+        self._buffer: np.ndarray | None = None
+
+    def _blocks(self, dtype):
+        """Row blocks as ``dtype``: views where the images already are, else copies into one
+        reused buffer (a fresh 512 MB block per product would cost page faults each time)."""
+        for start in range(0, self.shape[0], self.rows):
+            sl = slice(start, min(self.shape[0], start + self.rows))
+            block = self.flat[sl]
+            if block.dtype != dtype or not block.flags.c_contiguous:
+                if self._buffer is None or self._buffer.dtype != dtype:
+                    self._buffer = np.empty((min(self.rows, self.shape[0]), self.shape[1]), dtype)
+                block = self._buffer[: sl.stop - sl.start]
+                np.copyto(block, self.flat[sl], casting="unsafe")
+            yield sl, block
+
+    def scatter_times(self, v: np.ndarray, *, dtype=np.float64) -> np.ndarray:
+        """M v = A^T A v (D, b) in float64; products in ``dtype``, accumulated in float64."""
+        vv = np.asarray(v, dtype=dtype)
+        mv = (self.mean @ v).astype(dtype)
+        out = np.zeros_like(v, dtype=np.float64)
+        col_sums = np.zeros(v.shape[1])
+        for _, block in self._blocks(dtype):
+            u = block @ vv
+            u -= mv
+            out += (u.T @ block).T  # 2-3x faster than block.T @ u in OpenBLAS
+            col_sums += u.sum(axis=0, dtype=np.float64)
+        out -= np.outer(self.mean, col_sums)
+        return out
+
+
+def _worst_error(theta: np.ndarray, res: np.ndarray, k: int, *, vectors: bool) -> float:
+    """Largest error estimate of the k wanted Ritz pairs (see the module docstring, step 4)."""
+    floor = _ABS_FLOOR * max(float(theta[0]), 0.0) + 1e-300
+    r = np.where(res[:k] <= floor, 0.0, res[:k])
+    if vectors:  # the wanted subspace against the rest: gap to the first unwanted Ritz value
+        gap_out = theta[:k] - (theta[k] if len(theta) > k else 0.0)
+        return float(np.max(r / np.maximum(gap_out, floor)))
+    gaps = np.abs(theta[:k, None] - theta[None, :])
+    gaps[np.arange(k), np.arange(k)] = np.inf
+    gap = np.maximum(gaps.min(axis=1), floor)
+    scale = np.clip(theta[:k], 0.0, None) + floor
+    kato_temple = np.where(r <= _MAX_RESIDUAL * scale, r * r / gap, np.inf)
+    return float(np.max(np.minimum(r, kato_temple) / scale))
+
+
+def _orthonormal(w: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of w's columns: Cholesky-QR twice on the column-normalised block
+    (the Ritz-rotated W is nearly orthogonal, so well conditioned; several times faster than
+    Householder QR of a (D, b) block), Householder QR if Cholesky fails."""
+    norms = np.linalg.norm(w, axis=0)
+    if np.all(norms > 0):
+        q = w / norms
+        try:
+            for _ in range(2):
+                chol = np.linalg.cholesky(q.T @ q)
+                q = solve_triangular(chol, q.T, lower=True).T
+            return np.ascontiguousarray(q)
+        except np.linalg.LinAlgError:
+            pass
+    return np.linalg.qr(w)[0]
+
+
+def top_eigenpairs(
+    op: CentredRows,
+    k: int,
+    *,
+    oversample: int = 16,
+    tol: float = 1e-7,
+    vectors: bool = False,
+    max_iter: int = 300,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The k largest eigenvalues of M = A^T A (descending) and eigenvectors (k, D).
+
+    ``vectors``: check the eigenvectors' angles (r / gap <= tol) instead of the eigenvalues'
+    errors (r^2 / gap <= tol theta). ``start`` (D, j): vectors to put first in the start block
+    (a previous, smaller run). Returns (eigenvalues, eigenvectors, info) with info = iterations
+    in float32 and float64, the block size and the largest error estimate of the wanted pairs.
+    RuntimeError if ``max_iter`` iterations do not pass the check. Needs k + oversample <=
+    min(N, D) (callers use a dense SVD below that).
+    """
+    n, d = op.shape
+    b = k + oversample
+    if b > min(n, d):
+        raise ValueError(f"block of {b} vectors needs N, D >= {b}; got N={n}, D={d}")
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((d, b))
+    if start is not None:
+        v[:, : start.shape[1]] = start
+    v, _ = np.linalg.qr(v)
+    dtype, counts, history = np.float32, {"float32": 0, "float64": 0}, []
+    for _ in range(max_iter):
+        w = op.scatter_times(v, dtype=dtype)
+        counts[np.dtype(dtype).name] += 1
+        h = v.T @ w
+        theta, s = np.linalg.eigh((h + h.T) / 2)
+        theta, s = theta[::-1], s[:, ::-1]
+        v, w = v @ s, w @ s
+        worst = _worst_error(theta, np.linalg.norm(w - v * theta, axis=0), k, vectors=vectors)
+        if dtype is np.float64 and worst <= tol:
+            info = {"iterations_float32": counts["float32"],
+                    "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}
+            log.info("top %d eigenpairs: %s", k, info)
+            return np.clip(theta[:k], 0.0, None), v[:, :k].T.copy(), info
+        if dtype is np.float32:
+            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
+            if worst <= tol or stalled:
+                dtype = np.float64
+            history.append(worst)
+        v = _orthonormal(w)
+    raise RuntimeError(
+        f"subspace iteration for the top {k} eigenvalues did not converge in {max_iter} "
+        f"iterations (largest relative residual {worst:.2e} > {tol:.0e})"
+    )

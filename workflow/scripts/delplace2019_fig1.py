@@ -1,0 +1,12 @@
+from medgan.runlog import log_to
+from medgan.studies.delplace2019 import training_images
+from medgan.studies.delplace2019_figures import plot_fig1
+
+log_to(snakemake.log[0])
+p = snakemake.params
+plot_fig1(
+    dict(zip(p.study["delplace"]["models"], snakemake.input.checkpoints, strict=True)),
+    training_images(p.data_dir, snakemake.input.split, p.channels),
+    snakemake.output[0],
+    seed=p.study["seed"],
+)
