@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(args, cwd=REPO, check=True):
+    """Run a command of this environment (snakemake, snakefmt, ...); fail with its output."""
+    exe = BIN / args[0]
+    cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole DAG of the tiny config (.test/config, the four papers and every analysis) run
+    once in a fresh copy of the workflow; shared by the workflow and paper tests."""
+    work = tmp_path_factory.mktemp("workflow")
+    shutil.copy(REPO / "Snakefile", work / "Snakefile")
+    shutil.copytree(REPO / "workflow", work / "workflow")
+    shutil.copytree(REPO / "envs", work / "envs")
+    (work / "config").mkdir()
+    shutil.copy(REPO / ".test" / "config" / "config.yaml", work / "config" / "config.yaml")
+    proc = run(["snakemake", "--cores", "2", "all"], cwd=work)
+    return work, proc
 
 
 def shared_data_root() -> Path:

@@ -4,14 +4,11 @@ from a tiny run of the `delplace2019` target (and its plan on the default config
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run
 
 from medgan.studies.delplace2019 import (
     PAPER_TABLE3,
@@ -19,8 +16,6 @@ from medgan.studies.delplace2019 import (
     image_statistics,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 REAL = {"finite": True, "rho": 0.8, "sigma_per_image": 100.0, "delta": 12}
 GOOD = {"finite": True, "rho": 0.7, "sigma_per_image": 80.0, "delta": 10}
 
@@ -99,17 +94,12 @@ def test_image_statistics_of_collapsed_and_diverse_sets():
     assert image_statistics(bad, pca)["finite"] is False
 
 
-def _run(args, cwd):
-    exe = BIN / args[0]
-    cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow
 def test_default_config_plans_delplace2019():
-    out = _run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2", "delplace2019"], REPO)
+    proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2", "delplace2019"])
+    out = proc.stdout + proc.stderr
     table = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
              if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert table["train_gan"] == 15  # 3 architectures x 5 losses
@@ -118,16 +108,10 @@ def test_default_config_plans_delplace2019():
     assert table["delplace2019"] == 1
 
 
-@pytest.fixture(scope="module")
-def tiny_delplace(tmp_path_factory):
-    """The `delplace2019` target of the tiny config, run in a fresh copy of the workflow."""
-    work = tmp_path_factory.mktemp("delplace")
-    shutil.copy(REPO / "Snakefile", work / "Snakefile")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "envs", work / "envs")
-    (work / "config").mkdir()
-    shutil.copy(REPO / ".test" / "config" / "config.yaml", work / "config" / "config.yaml")
-    _run(["snakemake", "--cores", "2", "delplace2019"], work)
+@pytest.fixture
+def tiny_delplace(tiny_run):
+    """The Delplace figures of the tiny config's whole run (conftest.tiny_run)."""
+    work, _ = tiny_run
     return work / "results" / "figures" / "delplace2019"
 
 

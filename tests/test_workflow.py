@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, run
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.workflow
 
 
-def run(args, cwd=REPO, check=True):
-    exe = BIN / args[0]
-    cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
 
 
 def test_snakemake_lint_is_clean():
@@ -93,17 +79,6 @@ def test_post_deploy_script_refuses_a_non_checkout(tmp_path):
     assert "not a medgan checkout" in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Run the whole DAG of the tiny config in a fresh directory (copy of the workflow)."""
-    work = tmp_path_factory.mktemp("workflow")
-    shutil.copy(REPO / "Snakefile", work / "Snakefile")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "envs", work / "envs")
-    (work / "config").mkdir()
-    shutil.copy(REPO / ".test" / "config" / "config.yaml", work / "config" / "config.yaml")
-    proc = run(["snakemake", "--cores", "2", "all"], cwd=work)
-    return work, proc
 
 
 def test_tiny_workflow_produces_every_figure(tiny_run):
