@@ -7,4 +7,5 @@ write_table1(
     snakemake.output.table,
     models=snakemake.params.models,
     datasets=snakemake.params.datasets,
+    vtt_scores=snakemake.input.get("vtt"),
 )

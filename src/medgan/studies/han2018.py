@@ -1,6 +1,11 @@
 """Han et al. 2018, Table 1: the Visual Turing Test's confusion matrix, here from the classifier
 two-sample test (C2ST) of each model's metrics (:mod:`medgan.analysis.metrics.c2st`).
 
+When readers' answers to the study's Visual Turing Test kit have been scored
+(:mod:`medgan.studies.vtt`, ``results/vtt/han2018/scores/table1.tsv``), their pooled first-round
+counts and accuracy stand beside the C2ST's in ``VTT: ...`` columns, so human and machine can be
+compared.
+
 One row per model in the paper's layout - image type (T1, T1c, T2, FLAIR, Concat), GAN
 (DCGAN/WGAN) and resolution - with the C2ST accuracy (%) and the four counts, and the paper's
 physician values for the same image type and GAN beside them. Models at the study's lower
@@ -77,10 +82,27 @@ def table1(metrics: Mapping[str, pd.DataFrame], *, models: Mapping[str, Mapping[
     return pd.DataFrame(rows)
 
 
+def add_reader_study(table: pd.DataFrame, vtt_scores: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the readers' pooled first-round counts and accuracy (%) of each model
+    (``VTT: ...`` columns, empty for a model the kit does not hold)."""
+    pooled = vtt_scores[(vtt_scores["reader"] == "pooled") & (vtt_scores["group"] == "all")
+                        & (vtt_scores["round"] == 1)].set_index("model")
+    out = table.copy()
+    out["VTT: readers"] = [pooled["n_readers"].get(m) for m in out["model"]]
+    out["VTT: accuracy (%)"] = [None if m not in pooled.index
+                                else round(100 * float(pooled.at[m, "accuracy"]), 1)
+                                for m in out["model"]]
+    for c in COUNTS:
+        out[f"VTT: {c}"] = [pooled[c].get(m) for m in out["model"]]
+    return out
+
+
 def write_table1(metrics_files: Sequence[str | os.PathLike], path: str | os.PathLike, *,
                  models: Mapping[str, Mapping[str, Any]],
-                 datasets: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Read one metrics.tsv per model (in ``models``' order) and write Table 1 to ``path``."""
+                 datasets: Mapping[str, Mapping[str, Any]],
+                 vtt_scores: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read one metrics.tsv per model (in ``models``' order) and write Table 1 to ``path``,
+    with the Visual Turing Test's scores (``vtt_scores``: a vtt_score table1.tsv) beside."""
     tables = {}
     for name, file in zip(models, metrics_files, strict=True):
         try:
@@ -88,5 +110,11 @@ def write_table1(metrics_files: Sequence[str | os.PathLike], path: str | os.Path
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise InputError(file, f"cannot read the metrics table ({err})") from err
     out = table1(tables, models=models, datasets=datasets)
+    if vtt_scores is not None:
+        try:
+            scores = pd.read_csv(vtt_scores, sep="\t", keep_default_na=False)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise InputError(vtt_scores, f"cannot read the reader study's scores ({err})") from err
+        out = add_reader_study(out, scores)
     write_tsv(path, out)
     return out

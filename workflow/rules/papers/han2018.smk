@@ -13,6 +13,7 @@ rule han2018:
 
 rule han2018_table1:
     input:
+        unpack(han2018_vtt_scores),
         tables=lambda wc: expand(
             "results/analysis/{model}/metrics.tsv",
             model=study_metric_models("han2018"),

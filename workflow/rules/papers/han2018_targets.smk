@@ -11,4 +11,11 @@ def han2018_targets():
     return out
 
 
+def han2018_vtt_scores(wildcards):
+    """The scored reader study of the kit named han2018, once readers' answers are there: its
+    pooled counts stand beside the C2ST's in Table 1."""
+    scores = "results/vtt/han2018/scores/table1.tsv"
+    return {"vtt": scores} if scores in vtt_targets() else {}
+
+
 PAPER_TARGETS["han2018"] = han2018_targets
