@@ -18,7 +18,8 @@ initial weights and batches, and the synthetic draws, so that the comparison wit
 paired by seed. :func:`summarise` gives per cell the mean over seeds with a Student-t interval,
 and the paired difference to ``real`` (mean, interval, paired t-test p) with a ``verdict``:
 ``helps`` when the whole interval of the difference is above 0, ``harms`` when below,
-``none`` when every seed gave the same result as ``real``, else ``unclear``. With 3 seeds the t quantile is 4.3: only consistent effects get a verdict.
+``none`` when every seed gave the same result as ``real``, else ``unclear``. With 3 seeds the
+t quantile is 4.3: only consistent effects get a verdict.
 """
 
 from __future__ import annotations
