@@ -54,7 +54,7 @@ def controls():
                NoiseSource(real, name="noise"), RepeatSource(real, name="repeat")]
     fit = {"steps": 60, "batch_size": 32, "lr": 1e-3, "width": 8}
     scarce = run_grid(BLOB, real, test, sources, settings=GridSettings(
-        fractions=[0.1], ratios=[4.0], n_seeds=6, training_sets=["mixed"], fit=fit),
+        fractions=[0.1], ratios=[4.0], n_seeds=6, training_sets=["real_synthetic"], fit=fit),
         progress=False)
     only = run_grid(BLOB, real, test, sources[1:2], settings=GridSettings(
         fractions=[1.0], n_seeds=6, training_sets=["synthetic_only"], fit=fit), progress=False)

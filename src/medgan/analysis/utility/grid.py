@@ -50,8 +50,8 @@ class GridSettings:
     ratios: list[float] = field(default_factory=lambda: [1.0, 4.0])
     n_seeds: int = 3
     seed: int = 0
-    training_sets: list[str] = field(default_factory=lambda: ["real", "augmented", "mixed",
-                                                              "synthetic_only"])
+    training_sets: list[str] = field(default_factory=lambda: [
+        "real", "augmented", "real_synthetic", "synthetic_only"])
     synthetic_only_ratio: float = 1.0
     fit: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
@@ -139,7 +139,7 @@ def _jobs(s: GridSettings, sources: list[Any]) -> list[tuple[str, Any, float, fl
         jobs.append((REAL, None, 0.0, f))
         if AUGMENTED in s.training_sets:
             jobs.append((AUGMENTED, None, 0.0, f))
-        if "mixed" in s.training_sets:
+        if "real_synthetic" in s.training_sets:
             jobs += [(f"real+{src.name}", src, float(r), f) for src in sources for r in s.ratios]
     if "synthetic_only" in s.training_sets:
         jobs += [(f"{src.name} {ONLY}", src, float(s.synthetic_only_ratio), 0.0)

@@ -162,13 +162,19 @@ def utility_of_tasks(G: Any, config: dict[str, Any], data_dir: str | os.PathLike
 def evaluate_utility(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
                      split: str | os.PathLike, out_dir: str | os.PathLike, *,
                      settings: dict[str, Any] | None = None, model_name: str | None = None,
-                     device: str = "cpu", progress: bool | None = None) -> pd.DataFrame:
+                     threads: int | None = None, device: str = "cpu",
+                     progress: bool | None = None) -> pd.DataFrame:
     """Write ``utility.tsv``, ``utility_runs.tsv``, ``utility.json`` and ``utility.png`` of
     the model in ``checkpoint`` into ``out_dir`` (see the module docstring); returns the
-    summary. ``settings``: the ``analysis.utility`` config section."""
+    summary. ``settings``: the ``analysis.utility`` config section; ``threads``: torch's CPU
+    threads (None: unchanged); ``device``: ``cpu``, ``cuda`` or ``auto``."""
+    import torch
+
     from medgan.analysis.utility.figure import plot_utility
     from medgan.training.train import load_generator, resolve_device
 
+    if threads:
+        torch.set_num_threads(int(threads))
     settings = dict(settings or {})
     t0 = time.perf_counter()
     model_name = model_name or Path(checkpoint).parent.name
