@@ -2,6 +2,8 @@
 the controls with known answers, and the workflow's files."""
 
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,3 +217,78 @@ def test_dice_and_segmenter_learn_a_disc():
     scores = score_task(task, net, TaskData(x[32:], masks[32:]), norm=norm)
     assert set(scores) == {"dice_disc", "dice_whole_tumour"}
     assert scores["dice_disc"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def label_model(tmp_path_factory):
+    """A BraTS-like prepared dataset with one sequence and the three label channels (12
+    subjects x 4 slices, 16 px, a bright disc = tumour in half the slices), its split, and a
+    DCGAN trained for 3 steps on it."""
+    from medgan.data.prepared import PreparedDatasetWriter
+    from medgan.data.split import write_split
+    from medgan.training.train import train_gan
+
+    root = tmp_path_factory.mktemp("utility")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:16, :16]
+    images, meta = [], []
+    for i in range(48):
+        disc = ((yy - rng.uniform(5, 11)) ** 2 + (xx - rng.uniform(5, 11)) ** 2 < 9) & (i % 2 == 0)
+        t1 = rng.standard_normal((16, 16)) * 0.3 + 2.0 * disc
+        images.append(np.stack([t1, disc, disc & (yy % 2 == 0), np.zeros_like(disc)]))
+        meta.append({"subject": f"s{i // 4:02d}", "slice": i % 4, "tumour_px": int(disc.sum())})
+    channels = ["T1", "edema", "necrosis", "enhancing"]
+    with PreparedDatasetWriter(root / "data", channels=channels, resolution=16,
+                               info={"kind": "brats"}) as w:
+        w.append(np.asarray(images, np.float32), meta)
+    write_split(root / "data" / "meta.tsv", root / "data" / "split.tsv", fraction=0.25, seed=0)
+    train_gan(root / "data", root / "run", channels=channels, resolution=16,
+              architecture={"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},
+              loss={"name": "gan"}, optimizer={"name": "adam", "lr": 2e-4},
+              schedule={"steps": 3, "batch_size": 8, "log_every": 1, "sample_every": 10},
+              seed=0, device="cpu", threads=1, progress=False, split=root / "data" / "split.tsv")
+    return root
+
+
+UTILITY_SETTINGS = {"fractions": [0.5, 1.0], "ratios": [1, 2], "n_seeds": 2, "steps": 4,
+                    "batch_size": 8, "width": 4, "controls": True}
+
+
+def test_evaluate_utility_writes_the_tables_and_figure(label_model):
+    from medgan.analysis.utility.run import evaluate_utility
+
+    out = label_model / "analysis"
+    summary = evaluate_utility(label_model / "run" / "checkpoint.pt", label_model / "data",
+                               label_model / "data" / "split.tsv", out,
+                               settings=UTILITY_SETTINGS, model_name="m1", progress=False)
+    for name in ("utility.tsv", "utility_runs.tsv", "utility.json", "utility.png"):
+        assert (out / name).is_file(), name
+    on_disk = pd.read_csv(out / "utility.tsv", sep="\t")
+    assert len(on_disk) == len(summary) and set(on_disk["model"]) == {"m1"}
+    assert set(on_disk["task"]) == {"tumour_labels", "tumour_presence"}
+    sets = set(on_disk["training_set"])
+    assert {"real", "augmented", "real+gan", "gan only", "real+oracle", "noise only",
+            "real+repeat"} <= sets
+    runs = pd.read_csv(out / "utility_runs.tsv", sep="\t")
+    # per task and seed: 2 fractions x (real, augmented, 4 sources x 2 ratios) + 4 only = 24
+    assert len(runs) == 2 * 2 * 24
+    seg = runs[runs["task"] == "tumour_labels"]
+    assert np.isfinite(seg["dice_whole_tumour"]).any()
+    main = on_disk[on_disk["main"]]
+    assert set(main["metric"]) == {"dice_whole_tumour", "auc"}
+    record = json.loads((out / "utility.json").read_text())
+    assert record["tasks"][1]["classes"] == ["no", "yes"]
+    assert record["settings"] == UTILITY_SETTINGS
+
+
+def test_study_table_gets_the_utility_headline(label_model):
+    from medgan.analysis.evaluate import study_metrics_table
+
+    table = study_metrics_table([], label_model / "study.tsv",
+                                [label_model / "analysis" / "utility.tsv"])
+    row = table.set_index("model").loc["m1"]
+    assert row["utility_task"] == "tumour_labels" and row["utility_metric"] == "dice_whole_tumour"
+    assert row["utility_fraction"] == 0.5
+    assert row["utility_verdict"] in ("helps", "harms", "unclear", "none")
+    with pytest.raises(Exception, match="utility table"):
+        study_metrics_table([], label_model / "bad.tsv", [label_model / "data" / "meta.tsv"])

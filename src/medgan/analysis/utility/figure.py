@@ -38,12 +38,14 @@ def plot_utility(summary: pd.DataFrame, main_metrics: dict[str, str], path: str 
             ax.errorbar(line["real_fraction"], line["mean"], yerr=np.nan_to_num(err),
                         marker="o", capsize=3, color=color, label=label)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(fractions)
         ax.set_xticklabels([f"{f:g}" for f in fractions])
         ax.set_xlabel("share of real training patients")
         ax.set_ylabel(main_metrics[task])
         ax.set_title(f"{title}: {task}" if title else task, fontsize=10)
+        ax.set_ylim(-0.02, 1.02)  # every metric is in [0, 1]; intervals may reach beyond
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     save_figure(fig, path)
