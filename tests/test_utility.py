@@ -226,7 +226,7 @@ def label_model(tmp_path_factory):
     DCGAN trained for 3 steps on it."""
     from medgan.data.prepared import PreparedDatasetWriter
     from medgan.data.split import write_split
-    from medgan.training.train import train_gan
+    from medgan.training.loop import train_gan
 
     root = tmp_path_factory.mktemp("utility")
     rng = np.random.default_rng(0)

@@ -44,6 +44,7 @@ from medgan.analysis.utility.tasks import (
     model_tasks,
 )
 from medgan.atomic import write_json, write_tsv
+from medgan.data.classes import class_names
 from medgan.data.prepared import load_prepared
 from medgan.data.split import load_split
 from medgan.errors import InputError
@@ -63,7 +64,7 @@ class GeneratorSampler:
         self.G, self.config = G, config
 
     def __call__(self, n: int, *, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
-        from medgan.training.train import generate_from
+        from medgan.training.generate import generate_from
 
         if labels is None:
             return generate_from(self.G, self.config, n, seed=seed)
@@ -91,8 +92,6 @@ def _task_split(task: Task, images: np.ndarray, channels: list[str], meta: pd.Da
 def _resolve_classes(task: Task, meta: pd.DataFrame, data_dir: Any) -> Task:
     if task.kind != CLASSIFICATION or task.column is None or task.classes:
         return task
-    from medgan.analysis.utility.tasks import class_names
-
     try:
         classes = class_names(label_column(meta, task.column))
     except KeyError as err:
@@ -171,7 +170,8 @@ def evaluate_utility(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     import torch
 
     from medgan.analysis.utility.figure import plot_utility
-    from medgan.training.train import load_generator, resolve_device
+    from medgan.training.distributed import resolve_device
+    from medgan.training.generate import load_generator
 
     if threads:
         torch.set_num_threads(int(threads))

@@ -15,8 +15,9 @@ A :class:`Task` names the channels a task network reads and what it predicts:
 
 :func:`model_tasks` lists the tasks of a model; :meth:`Task.from_images` turns images of the
 model's channels (real or generated) and their class labels into :class:`TaskData`.
-:func:`label_column` reads a class column of meta.tsv, with the derived column ``tumour``
-(``tumour_px > 0``) for BraTS; the class-conditional generator uses the same classes.
+:func:`~medgan.data.classes.label_column` reads a class column of meta.tsv, with the derived
+column ``tumour`` (``tumour_px > 0``) for BraTS; the class-conditional generator uses the same
+classes.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from medgan.data.classes import class_names, encode_labels, label_column
 from medgan.data.labels import LABEL_CHANNELS
 
 SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
 FUNDUS_RGB, VESSELS = ("R", "G", "B"), "vessels"
-DERIVED_COLUMNS = {"tumour": ("tumour_px", "no", "yes")}  # name: (source, below/at 0, above)
-MISSING = {"", "nan", "none", "na"}
 
 
 @dataclass
@@ -126,41 +125,6 @@ class Task:
         return TaskData(x, y, None if groups is None else np.asarray(groups, dtype=object))
 
 
-def label_column(meta: pd.DataFrame, column: str) -> pd.Series:
-    """The class names of ``column`` of meta.tsv as strings ("" where missing); ``tumour`` is
-    derived from ``tumour_px`` (``yes`` above 0, ``no`` at 0) when meta.tsv has no such
-    column. ``KeyError`` naming the columns when it has neither."""
-    if column not in meta.columns and column in DERIVED_COLUMNS:
-        source, low, high = DERIVED_COLUMNS[column]
-        if source in meta.columns:
-            px = pd.to_numeric(meta[source], errors="coerce")
-            return pd.Series(np.where(px.isna(), "", np.where(px > 0, high, low)),
-                             index=meta.index, dtype=object)
-    if column not in meta.columns:
-        raise KeyError(f"meta.tsv has no column {column!r}; it has {list(meta.columns)}")
-    values = meta[column].astype(str).str.strip()
-    return values.where(~values.str.lower().isin(MISSING), "")
-
-
-def class_names(values: Sequence[Any]) -> list[str]:
-    """The sorted distinct non-missing class names of a label column."""
-    return sorted({str(v) for v in values if str(v).strip().lower() not in MISSING})
-
-
-def encode_labels(values: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
-    """Class indices of ``values`` (-1 where missing); ``ValueError`` on an unknown class."""
-    index = {c: i for i, c in enumerate(classes)}
-    out = np.full(len(values), -1, dtype=np.int64)
-    for i, v in enumerate(values):
-        v = str(v)
-        if v.strip().lower() in MISSING:
-            continue
-        if v not in index:
-            raise ValueError(f"class {v!r} is not among {list(classes)}")
-        out[i] = index[v]
-    return out
-
-
 def model_tasks(*, kind: str, channels: Sequence[str], condition: dict[str, Any] | None = None,
                 min_tumour_px: int = 1) -> list[Task]:
     """The downstream tasks of a model of ``channels`` on a dataset of ``kind``
@@ -186,3 +150,7 @@ def model_tasks(*, kind: str, channels: Sequence[str], condition: dict[str, Any]
         tasks.append(Task(name, CLASSIFICATION, tuple(channels), column=column,
                           classes=classes, conditional=True))
     return tasks
+
+
+__all__ = ["CLASSIFICATION", "SEGMENTATION", "Task", "TaskData", "class_names", "encode_labels",
+           "label_column", "model_tasks"]
