@@ -35,6 +35,8 @@ def test_every_architecture_takes_labels(arch):
         a, b = G(z, torch.tensor([0, 0, 0])), G(z, torch.tensor([1, 2, 0]))
     assert a.shape == (3, 2, 16, 16)
     assert not torch.allclose(a[:2], b[:2]) and torch.allclose(a[2], b[2])
+    with torch.no_grad():
+        assert torch.allclose(G(z), a)  # no labels, empty slot: class 0
     slot.labels = torch.tensor([1, 2, 0])
     with torch.no_grad():
         assert torch.allclose(G(z), b)  # without labels: the slot's

@@ -19,8 +19,10 @@ Labels: ``G(z, labels)`` and ``D(x, labels)`` take them explicitly. The training
 share a :class:`LabelSlot` that the training loop fills with the labels of each real batch:
 the fake images of a discriminator step and of the following generator step are generated
 with the labels of that real batch (and a gradient penalty's interpolates carry them too). A
-generator called without labels and with an empty slot uses the balanced cycle
-``0, 1, ..., n_classes - 1, 0, ...``.
+model called without labels and with an empty slot (analyses that know nothing of classes:
+interpolation, the encoder) uses class 0 for every image, so that a latent walk stays in one
+class; :func:`~medgan.training.generate.generate_from` draws classes from the training
+frequencies instead.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class _Wrapper(nn.Module):
         if labels is None:
             labels = self.slot.labels
         if labels is None:
-            labels = torch.arange(n, device=device) % self.n_classes
+            labels = torch.zeros(n, dtype=torch.long, device=device)
         if labels.shape != (n,):
             raise ValueError(f"{type(self).__name__}: {tuple(labels.shape)} labels for a batch "
                              f"of {n}")

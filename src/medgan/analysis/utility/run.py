@@ -124,10 +124,12 @@ def utility_of_tasks(G: Any, config: dict[str, Any], data_dir: str | os.PathLike
     kind = data.info.get("kind")
     tasks = model_tasks(kind=kind, channels=channels, condition=config.get("condition"),
                         min_tumour_px=int(settings.get("min_tumour_px", 1)))
+    if settings.get("tasks"):
+        tasks = [t for t in tasks if t.name in settings["tasks"]]
     if not tasks:
         raise InputError(data_dir, f"a {kind} model of channels {channels} has no downstream "
-                                   "task: it generates no label channel and is not "
-                                   "class-conditional")
+                                   "task (among analysis.utility.tasks, if set): it generates "
+                                   "no label channel and is not class-conditional")
     table = load_split(split, len(data.images))
     train_idx = np.flatnonzero(table["split"].to_numpy() == "train")
     held_idx = np.flatnonzero(table["split"].to_numpy() == "heldout")
