@@ -110,3 +110,15 @@ def test_condition_column_must_exist_and_hold_two_classes(tmp_path):
         train_gan(tmp_path / "data", tmp_path / "run", condition={"column": "zone"}, **kwargs)
     with pytest.raises(InputError, match="1 class"):
         train_gan(tmp_path / "data", tmp_path / "run", condition={"column": "grade"}, **kwargs)
+
+
+def test_written_synthetic_images_record_their_class(graded, tmp_path):
+    from medgan.training.generate import write_synthetic
+
+    root, _ = graded
+    write_synthetic(root / "run" / "checkpoint.pt", tmp_path / "syn", n=6, seed=2,
+                    formats=["png"])
+    import pandas as pd
+
+    manifest = pd.read_csv(tmp_path / "syn" / "manifest.tsv", sep="\t")
+    assert set(manifest["class"]) <= {"high", "low", "mid"} and manifest["class"].nunique() > 1

@@ -27,9 +27,10 @@ generator seeded with ``seed`` (the same latents, hence the same images, as
   each generated batch (so then the PNGs depend on ``batch_size``). ``manifest.json`` records the
   windows used.
 * ``latents.npy``: the (n, latent_dim) float32 latents; row ``i`` made image ``i``.
-* ``manifest.tsv``: one row per image: ``index``, ``seed``, ``latent_index``, then one column per
-  written file (``nifti_<channel>`` / ``nifti`` for the multichannel layout, ``png_<channel>``),
-  paths relative to ``out_dir``.
+* ``manifest.tsv``: one row per image: ``index``, ``seed``, ``latent_index``, ``class`` (a
+  class-conditional generator's class of the image, drawn as :func:`generation_labels` does),
+  then one column per written file (``nifti_<channel>`` / ``nifti`` for the multichannel
+  layout, ``png_<channel>``), paths relative to ``out_dir``.
 * ``manifest.json``: checkpoint path and sha256, step, ``generator_weights`` (``ema`` when the
   checkpoint kept an EMA generator, which :func:`load_generator` then uses,
   else
@@ -297,6 +298,7 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
     dev = next(G.parameters()).device
     z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
                      generator=torch.Generator().manual_seed(seed))
+    y = generation_labels(config, n, seed=seed)  # class-conditional: the class of each image
     width = max(6, len(str(n - 1)))
 
     rows: list[dict[str, Any]] = []
@@ -308,13 +310,17 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
         np.save(tmp / "latents.npy", z.numpy().astype(np.float32))
         for start in range(0, n, batch_size):
             with torch.no_grad():
-                batch = G(z[start:start + batch_size].to(dev)).float().cpu().numpy()
+                zb = z[start:start + batch_size].to(dev)
+                batch = (G(zb) if y is None else G(zb, y[start:start + batch_size].to(dev))
+                         ).float().cpu().numpy()
             if "png" in formats:
                 batch_windows = windows or channel_windows(batch)
                 used_windows.append([list(w) for w in batch_windows])
             for j, image in enumerate(batch):
                 index = start + j
                 row: dict[str, Any] = {"index": index, "seed": seed, "latent_index": index}
+                if y is not None:
+                    row["class"] = config["condition"]["classes"][int(y[index])]
                 if "nifti" in formats:
                     row |= _write_nifti_files(tmp, f"{index:0{width}d}", image, affine,
                                               layout=nifti_layout, channels=channels,
