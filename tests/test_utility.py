@@ -292,3 +292,19 @@ def test_study_table_gets_the_utility_headline(label_model):
     assert row["utility_verdict"] in ("helps", "harms", "unclear", "none")
     with pytest.raises(Exception, match="utility table"):
         study_metrics_table([], label_model / "bad.tsv", [label_model / "data" / "meta.tsv"])
+
+
+def test_config_refuses_utility_without_a_task():
+    from pathlib import Path
+
+    import yaml
+
+    from medgan.config import ConfigError, check_config
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    check_config(cfg)
+    cfg["models"]["han_dcgan_t1"]["analyses"] = ["utility"]
+    with pytest.raises(ConfigError, match="models.han_dcgan_t1.analyses: utility needs"):
+        check_config(cfg)
+    cfg["models"]["han_dcgan_t1"]["condition"] = {"column": "tumour"}
+    check_config(cfg)  # a conditional model has a classification task
