@@ -122,3 +122,21 @@ def test_written_synthetic_images_record_their_class(graded, tmp_path):
 
     manifest = pd.read_csv(tmp_path / "syn" / "manifest.tsv", sep="\t")
     assert set(manifest["class"]) <= {"high", "low", "mid"} and manifest["class"].nunique() > 1
+
+
+def test_progressive_gan_trains_conditionally(graded, tmp_path):
+    root, _ = graded
+    record = train_gan(root / "data", tmp_path / "pg", channels=["T2"], resolution=16,
+                       architecture={"name": "pggan", "latent_dim": 8,
+                                     "filters": {"default": 8}},
+                       loss={"name": "wgan_gp", "n_critic": 1},
+                       optimizer={"name": "adam", "lr": 1e-3, "betas": [0.0, 0.99]},
+                       schedule={"steps_per_phase": 1, "batch_sizes": {"default": 4},
+                                 "log_every": 1, "sample_every": 2},
+                       seed=0, device="cpu", threads=1, progress=False,
+                       condition={"column": "grade"})
+    assert record["config"]["condition"]["classes"] == ["high", "low", "mid"]
+    G, config = load_generator(tmp_path / "pg" / "checkpoint.pt")
+    assert G.current_resolution == 16
+    images = generate_from(G, config, 4, labels=[0, 1, 2, 0])
+    assert images.shape == (4, 1, 16, 16) and np.isfinite(images).all()
