@@ -140,3 +140,21 @@ def test_progressive_gan_trains_conditionally(graded, tmp_path):
     assert G.current_resolution == 16
     images = generate_from(G, config, 4, labels=[0, 1, 2, 0])
     assert images.shape == (4, 1, 16, 16) and np.isfinite(images).all()
+
+
+def test_two_processes_train_a_conditional_gan(graded, tmp_path, monkeypatch):
+    """Data-parallel (gloo, 2 processes): each process's real rows come with their classes."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    root, _ = graded
+    kwargs = {"channels": ["T2"], "resolution": 16,
+              "architecture": {"name": "dcgan", "latent_dim": 8, "width": 4, "max_width": 8},
+              "loss": {"name": "gan"}, "optimizer": {"name": "adam", "lr": 1e-3},
+              "schedule": {"steps": 3, "batch_size": 8, "log_every": 1, "sample_every": 0},
+              "seed": 0, "device": "cpu", "threads": 2, "progress": False,
+              "condition": {"column": "grade"}}
+    one = train_gan(root / "data", tmp_path / "one", **kwargs)
+    two = train_gan(root / "data", tmp_path / "two", processes=2, **kwargs)
+    assert two["config"] == one["config"] and two["config"]["condition"]["classes"] == [
+        "high", "low", "mid"]
+    G, config = load_generator(tmp_path / "two" / "checkpoint.pt")
+    assert np.isfinite(generate_from(G, config, 4, labels=[0, 1, 2, 1])).all()
