@@ -50,16 +50,17 @@ def blob_data(n_patients: int, *, per: int = 8, seed: int, size: int = 16,
 @pytest.fixture(scope="module")
 def controls():
     """The grid at 10 % of 20 training patients (2 patients, 16 images) with the three controls
-    at 4x, six seeds; and noise only against all real images."""
+    at 4x, eight seeds (t quantile 2.36: with six the oracle's interval came within 0.003 of
+    0); and noise only against all real images."""
     real, pool, test = (blob_data(20, seed=1), blob_data(20, seed=2), blob_data(40, seed=3))
     sources = [PoolSource(pool, name="oracle", classification=True),
                NoiseSource(real, name="noise"), RepeatSource(real, name="repeat")]
     fit = {"steps": 60, "batch_size": 32, "lr": 1e-3, "width": 8}
     scarce = run_grid(BLOB, real, test, sources, settings=GridSettings(
-        fractions=[0.1], ratios=[4.0], n_seeds=6, training_sets=["real_synthetic"], fit=fit),
+        fractions=[0.1], ratios=[4.0], n_seeds=8, training_sets=["real_synthetic"], fit=fit),
         progress=False)
     only = run_grid(BLOB, real, test, sources[1:2], settings=GridSettings(
-        fractions=[1.0], n_seeds=6, training_sets=["synthetic_only"], fit=fit), progress=False)
+        fractions=[1.0], n_seeds=8, training_sets=["synthetic_only"], fit=fit), progress=False)
     runs = pd.concat([scarce, only], ignore_index=True)
     summary = summarise(runs, ["auc"]).set_index(["training_set", "real_fraction"])
     return runs, summary
@@ -90,7 +91,7 @@ def test_one_repeated_image_helps_less_than_the_oracle(controls):
 def test_grid_rows_count_the_images_and_pair_by_seed(controls):
     runs, _ = controls
     cell = runs[(runs["training_set"] == "real+oracle")]
-    assert list(cell["seed"]) == list(range(6))
+    assert list(cell["seed"]) == list(range(8))
     assert (cell["n_synthetic"] == 4 * cell["n_real"]).all()
     real = runs[(runs["training_set"] == "real") & (runs["real_fraction"] == 0.1)]
     assert (real["n_groups"] == 2).all() and (real["n_real"] == 16).all()
