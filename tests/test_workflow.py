@@ -37,7 +37,8 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
         for line in out.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert table["train_gan"] >= 32  # 12 Han models, Kitchen's, Beers' four PGGANs, Delplace's 15
+    # 12 Han models, Kitchen's, Beers' 4 PGGANs, Delplace's 15, the utility's label GAN
+    assert table["train_gan"] >= 33
     assert table["train_vessel_segmenter"] == 1
     assert table["phantoms"] == 4
     # Han's four sequences, Kitchen's 3 channels, Beers' 4, Delplace's T1
@@ -48,6 +49,29 @@ def test_dry_run_of_the_default_config_plans_the_han_study():
     assert table["model_metrics"] >= 13 and table["study_metrics"] >= 2
     assert table["train_encoder"] == 2 and table["invert_heldout"] == 2 and table["tsne"] == 2
     assert table["synthetic_vessel_auc"] == 1 and table["han2018_table1"] == 1
+
+
+def test_dry_run_of_the_default_config_plans_utility_for_segmentation_and_classification():
+    from medgan.analysis.utility.tasks import SEGMENTATION, model_tasks
+
+    proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2"])
+    out = proc.stdout + proc.stderr
+    models, current = set(), None
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["rule"] or words[:1] == ["localrule"]:
+            current = words[1].rstrip(":")
+        elif current == "utility" and line.strip().startswith("wildcards:"):
+            models.add(line.split("model=")[1].split(",")[0].strip())
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    kinds = set()
+    for m in models:
+        spec = cfg["models"][m]
+        kind = cfg["datasets"][spec["dataset"]]["kind"]
+        kinds |= {t.kind for t in model_tasks(kind=kind, channels=spec["channels"],
+                                                condition=spec.get("condition"))}
+    assert {"kitchen_prostatex", "utility_dcgan_labels16"} <= models
+    assert kinds == {SEGMENTATION, "classification"}
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
@@ -175,6 +199,7 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
         "tiny_fundus": {"vessel_auc.tsv", "encoder.pt", "encoder_stats.jsonl",
                         "reconstructions.png", "reconstructions.tsv", "heldout_latents.tsv",
                         "tsne.png", "tsne.tsv"},
+        "tiny_dcgan_labels": {"utility.tsv", "utility_runs.tsv", "utility.json", "utility.png"},
     }
     for model, names in expected.items():
         assert {p.name for p in (analysis / model).iterdir()} == names, model
@@ -183,6 +208,12 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
     vessels = pd.read_csv(analysis / "tiny_fundus" / "vessel_auc.tsv", sep="\t")
     assert set(vessels["source"]) == {"synthetic", "real_heldout"}
     assert (work / "results" / "featurenets" / "brats_tiny" / "featurenet.pt").is_file()
+    utility = pd.read_csv(analysis / "tiny_dcgan_labels" / "utility.tsv", sep="\t")
+    assert set(utility["task"]) == {"tumour_labels", "tumour_presence"}
+    assert {"real", "augmented", "real+gan", "gan only"} <= set(utility["training_set"])
+    record = json.loads((analysis / "tiny_dcgan_labels" / "utility.json").read_text())
+    assert record["tasks"][1]["column"] == "tumour" and record["tasks"][1]["classes"] == ["no",
+                                                                                           "yes"]
 
 
 def test_tiny_workflow_is_complete_after_one_run(tiny_run):

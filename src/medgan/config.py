@@ -28,7 +28,7 @@ PGGAN_SCHEDULE_KEYS = (
 )
 DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
 # analyses that use the held-out real images of the model's dataset
-HELDOUT_ANALYSES = ("metrics", "inversion")
+HELDOUT_ANALYSES = ("metrics", "inversion", "utility")
 VESSEL_AUC_CHANNELS = ("R", "G", "B", "vessels")
 POOLED_CHANNEL = "Concat"  # medgan.data.pooled.POOLED_CHANNEL (not imported: no numpy here)
 TSNE_COLOR_BY = {"fundus": "laterality", "brats": "slice", "oasis": "slice", "prostatex": "zone"}
@@ -190,6 +190,8 @@ def _check_analyses(name: str, model: dict[str, Any], ds: dict[str, Any]) -> Non
             f"models.{name}.analyses: {needs_heldout} use held-out real images but dataset "
             f"{model['dataset']} has holdout.fraction 0"
         )
+    if "utility" in analyses:
+        _check_utility(name, model, ds)
     if "vessel_auc" in analyses:
         missing = [c for c in VESSEL_AUC_CHANNELS if c not in model["channels"]]
         if ds["kind"] != "fundus" or missing:
@@ -197,3 +199,18 @@ def _check_analyses(name: str, model: dict[str, Any], ds: dict[str, Any]) -> Non
                 f"models.{name}.analyses: vessel_auc needs a fundus model with channels "
                 f"{list(VESSEL_AUC_CHANNELS)} (dataset kind {ds['kind']}, missing {missing})"
             )
+
+
+def _check_utility(name: str, model: dict[str, Any], ds: dict[str, Any]) -> None:
+    """A model with the ``utility`` analysis needs a downstream task: label channels to
+    segment, or a class-conditional generator."""
+    from medgan.analysis.utility.tasks import model_tasks
+
+    if not model_tasks(kind=ds["kind"], channels=model["channels"],
+                       condition=model.get("condition")):
+        raise ConfigError(
+            f"models.{name}.analyses: utility needs a downstream task - label channels "
+            f"(BraTS edema/necrosis/enhancing with an MRI sequence, fundus R, G, B and vessels) "
+            f"or a class-conditional model (`condition`); the model has channels "
+            f"{model['channels']} on a {ds['kind']} dataset"
+        )

@@ -195,6 +195,10 @@ rule study_metrics:
         tables=lambda wc: expand(
             "results/analysis/{model}/metrics.tsv", model=study_metric_models(wc.study)
         ),
+        utility=lambda wc: expand(
+            "results/analysis/{model}/utility.tsv",
+            model=study_utility_models(wc.study),
+        ),
     output:
         report(
             "results/figures/{study}/metrics.tsv",
@@ -208,3 +212,41 @@ rule study_metrics:
         MEDGAN_ENV
     script:
         "../scripts/study_metrics.py"
+
+
+rule utility:
+    input:
+        unpack(model_dataset),
+        checkpoint="results/models/{model}/checkpoint.pt",
+        split=model_split,
+    output:
+        table=report(
+            "results/analysis/{model}/utility.tsv",
+            caption="../report/utility.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+        runs="results/analysis/{model}/utility_runs.tsv",
+        record="results/analysis/{model}/utility.json",
+        figure=report(
+            "results/analysis/{model}/utility.png",
+            caption="../report/utility.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/analysis/{model}/utility.log",
+    benchmark:
+        "logs/analysis/{model}/utility.benchmark.tsv"
+    conda:
+        MEDGAN_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    params:
+        data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
+        settings=config["analysis"]["utility"],
+    script:
+        "../scripts/utility.py"

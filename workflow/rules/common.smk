@@ -88,6 +88,7 @@ ANALYSIS_OUTPUTS = {
     "tsne": ["tsne.png", "tsne.tsv"],
     "interpolation": ["interpolation.png", "walk.gif"],
     "vessel_auc": ["vessel_auc.tsv"],
+    "utility": ["utility.tsv", "utility.png"],
 }
 
 
@@ -102,6 +103,10 @@ def analysis_targets():
 
 def study_metric_models(study):
     return [m for m in study_models(STUDIES[study]) if m in models_with("metrics")]
+
+
+def study_utility_models(study):
+    return [m for m in study_models(STUDIES[study]) if m in models_with("utility")]
 
 
 def study_real_dataset(wildcards):
@@ -125,7 +130,7 @@ def study_targets(study):
         out.append(f"results/figures/{study}/loss_{m}.png")
     out += [f"results/figures/{study}/{p}.png" for p in STUDIES[study]["panels"]]
     out.append(f"results/figures/{study}/models.tsv")
-    if study_metric_models(study):
+    if study_metric_models(study) or study_utility_models(study):
         out.append(f"results/figures/{study}/metrics.tsv")
     return out
 

@@ -209,22 +209,34 @@ def _plot_memorisation(path: Path, synthetic: np.ndarray, data: ModelData,
                        channel_names=data.channel_names, windows=windows)
 
 
-def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | os.PathLike
-                        ) -> pd.DataFrame:
+def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | os.PathLike,
+                        utility_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
     """One table of a study: every model's synthetic row, and one real-vs-real row per distinct
-    (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with."""
+    (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with.
+    ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
+    at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
+    added as ``utility_*`` columns."""
     frames = []
     for path in metrics_files:
         try:
             frames.append(pd.read_csv(path, sep="\t"))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise InputError(path, f"cannot read the metrics table ({err})") from err
-    table = pd.concat(frames, ignore_index=True, sort=False)
-    synthetic = table[table["source"] == SOURCE_SYNTHETIC]
-    baseline = (table[table["source"] == SOURCE_HELDOUT]
-                .drop_duplicates(subset=["dataset", "channels", "resolution"])
-                .assign(model="real held-out vs train"))
-    out = pd.concat([baseline, synthetic], ignore_index=True, sort=False)
+    out = pd.DataFrame(columns=["model", "source"])
+    if frames:
+        table = pd.concat(frames, ignore_index=True, sort=False)
+        synthetic = table[table["source"] == SOURCE_SYNTHETIC]
+        baseline = (table[table["source"] == SOURCE_HELDOUT]
+                    .drop_duplicates(subset=["dataset", "channels", "resolution"])
+                    .assign(model="real held-out vs train"))
+        out = pd.concat([baseline, synthetic], ignore_index=True, sort=False)
+    if utility_files:
+        from medgan.analysis.utility.run import utility_columns
+
+        utility = utility_columns(list(utility_files))
+        out = out.merge(utility, on="model", how="left")
+        extra = utility[~utility["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
+        out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
     cols = [c for c in FIRST_COLUMNS if c in out.columns]
     out = out[cols + [c for c in out.columns if c not in cols]]
     write_tsv(out_path, out, float_format=FLOAT_FORMAT)

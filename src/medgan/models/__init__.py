@@ -15,6 +15,12 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from medgan.models import dcgan, kitchen, pggan, srresnet
+from medgan.models.conditional import (
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+    LabelSlot,
+    condition_size,
+)
 
 
 class Architecture(NamedTuple):
@@ -49,15 +55,30 @@ def get_architecture(arch: dict[str, Any]) -> Architecture:
                          f"{sorted(ARCHITECTURES)}") from None
 
 
-def build_generator(arch: dict[str, Any], *, channels: int, resolution: int) -> nn.Module:
-    """Build the generator of the architecture named in ``arch``."""
-    return get_architecture(arch).build_generator(arch, channels=channels, resolution=resolution)
+def build_generator(arch: dict[str, Any], *, channels: int, resolution: int,
+                    condition: dict[str, Any] | None = None,
+                    slot: LabelSlot | None = None) -> nn.Module:
+    """Build the generator of the architecture named in ``arch``; with a ``condition``
+    (``classes``, ``embed_dim``) a class-conditional one (:mod:`medgan.models.conditional`)
+    whose labels come from ``slot`` when not given."""
+    n_classes, embed_dim = condition_size(condition)
+    if n_classes:
+        arch = {**arch, "latent_dim": resolved_config(arch)["latent_dim"] + embed_dim}
+    G = get_architecture(arch).build_generator(arch, channels=channels, resolution=resolution)
+    if not n_classes:
+        return G
+    return ConditionalGenerator(G, n_classes=n_classes, embed_dim=embed_dim, slot=slot)
 
 
-def build_discriminator(arch: dict[str, Any], *, channels: int, resolution: int) -> nn.Module:
-    """Build the discriminator of the architecture named in ``arch``."""
-    return get_architecture(arch).build_discriminator(arch, channels=channels,
-                                                      resolution=resolution)
+def build_discriminator(arch: dict[str, Any], *, channels: int, resolution: int,
+                        condition: dict[str, Any] | None = None,
+                        slot: LabelSlot | None = None) -> nn.Module:
+    """Build the discriminator of the architecture named in ``arch`` (class-conditional with a
+    ``condition``, see :func:`build_generator`)."""
+    n_classes, _ = condition_size(condition)
+    D = get_architecture(arch).build_discriminator(arch, channels=channels + n_classes,
+                                                   resolution=resolution)
+    return ConditionalDiscriminator(D, n_classes=n_classes, slot=slot) if n_classes else D
 
 
 def resolved_config(arch: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,9 @@ softmax. :class:`VesselUNet` is that network with its size as parameters:
   (retina-unet: 0.2);
 * ``batch_norm`` (default true): BatchNorm after each convolution (not in retina-unet; it makes
   the short CPU training budgets of this project converge faster);
-* ``in_channels`` (default 1: the preprocessed grayscale image).
+* ``in_channels`` (default 1: the preprocessed grayscale image);
+* ``out_channels`` (default 1: the vessel logit; more for several labels, e.g. the tumour labels
+  of the downstream-utility segmenter, :mod:`medgan.analysis.utility`).
 
 The decoder upsamples by a 2x2 transposed convolution, concatenates the skip connection and
 applies two 3x3 convolutions; a final 1x1 convolution gives one vessel *logit* per pixel
@@ -34,6 +36,7 @@ UNET_DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "batch_norm": True,
     "in_channels": 1,
+    "out_channels": 1,
 }
 
 
@@ -44,7 +47,7 @@ def resolve_unet_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown U-net config key(s) {unknown}; keys are {sorted(UNET_DEFAULTS)}")
     out = {**UNET_DEFAULTS, **config}
-    for key in ("depth", "width", "in_channels"):
+    for key in ("depth", "width", "in_channels", "out_channels"):
         value, low = out[key], 0 if key == "depth" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"U-net {key} must be an integer >= {low}, got {value!r}")
@@ -71,7 +74,7 @@ class _DoubleConv(nn.Sequential):
 
 
 class VesselUNet(nn.Module):
-    """U-net mapping (N, in_channels, H, W) to vessel logits (N, 1, H, W).
+    """U-net mapping (N, in_channels, H, W) to logits (N, out_channels, H, W).
 
     H and W must be divisible by ``2 ** depth``. ``self.config`` is the resolved config dict,
     enough to rebuild the network (:func:`build_unet`).
@@ -95,7 +98,7 @@ class VesselUNet(nn.Module):
         for w_low, w in zip(widths[:0:-1], widths[-2::-1], strict=True):
             self.up.append(nn.ConvTranspose2d(w_low, w, 2, stride=2))
             self.up_conv.append(_DoubleConv(2 * w, w, **kw))
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.head = nn.Conv2d(widths[0], self.config["out_channels"], 1)
 
     @property
     def divisor(self) -> int:

@@ -114,17 +114,54 @@ class RealBatches:
 
     In a data-parallel run (``ranks``) every process draws the same global batch of indices and
     reads only its own rows of it (:meth:`~medgan.training.distributed.Ranks.take`).
+    ``labels`` (class-conditional runs): the class of each of those rows; :attr:`labels` is then
+    the classes of the last batch (this process's rows).
     """
 
     def __init__(self, images: np.ndarray, rows: np.ndarray | None, sampler: EpochSampler,
-                 device: torch.device, performance: dict[str, Any], ranks: Ranks | None = None):
+                 device: torch.device, performance: dict[str, Any], ranks: Ranks | None = None,
+                 labels: np.ndarray | None = None):
         self.sampler, self.performance = sampler, performance
         self.ranks = ranks or Ranks()
         self.read = batch_reader(images, device, rows)
+        self.all_labels = (None if labels is None else
+                           torch.as_tensor(np.asarray(labels, np.int64), device=device))
+        self.labels: torch.Tensor | None = None
 
     def next(self, batch_size: int, stage: Stage | None = None) -> torch.Tensor:
         """The next real images of a global batch of ``batch_size`` (this process's rows), at
         ``stage``'s resolution and fade if given."""
-        images = self.read(self.ranks.take(self.sampler.next(batch_size)))
+        idx = self.ranks.take(self.sampler.next(batch_size))
+        if self.all_labels is not None:
+            self.labels = self.all_labels[idx.to(self.all_labels.device)]
+        images = self.read(idx)
         return accel.prepare_batch(images if stage is None else real_batch(images, stage),
                                    self.performance)
+
+
+def condition_labels(condition: dict[str, Any], meta: Any, rows: np.ndarray | None,
+                     data_dir: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """A class-conditional run's resolved ``condition`` (``column``, ``embed_dim``, the
+    dataset's ``classes`` and their ``class_counts`` among the training rows), the class of each
+    training row, and the training rows that have a class (rows without one are not trained
+    on). :class:`InputError` naming meta.tsv when the column is missing or holds < 2 classes."""
+    from medgan.data.classes import class_names, encode_labels, label_column
+    from medgan.models.conditional import EMBED_DIM
+
+    column = condition["column"]
+    try:
+        names = label_column(meta, column)
+    except KeyError as err:
+        raise InputError(data_dir / "meta.tsv", f"condition.column: {err.args[0]}") from err
+    classes = class_names(names)
+    if len(classes) < 2:
+        raise InputError(data_dir / "meta.tsv", f"condition.column {column!r} holds "
+                                                f"{len(classes)} class(es) {classes}; a "
+                                                "class-conditional GAN needs at least 2")
+    rows = np.arange(len(meta)) if rows is None else np.asarray(rows)
+    codes = encode_labels(names.iloc[rows].tolist(), classes)
+    keep = codes >= 0
+    counts = np.bincount(codes[keep], minlength=len(classes))
+    resolved = {"column": column, "embed_dim": int(condition.get("embed_dim", EMBED_DIM)),
+                "classes": classes, "class_counts": [int(c) for c in counts]}
+    return resolved, codes[keep], rows[keep]

@@ -27,9 +27,10 @@ generator seeded with ``seed`` (the same latents, hence the same images, as
   each generated batch (so then the PNGs depend on ``batch_size``). ``manifest.json`` records the
   windows used.
 * ``latents.npy``: the (n, latent_dim) float32 latents; row ``i`` made image ``i``.
-* ``manifest.tsv``: one row per image: ``index``, ``seed``, ``latent_index``, then one column per
-  written file (``nifti_<channel>`` / ``nifti`` for the multichannel layout, ``png_<channel>``),
-  paths relative to ``out_dir``.
+* ``manifest.tsv``: one row per image: ``index``, ``seed``, ``latent_index``, ``class`` (a
+  class-conditional generator's class of the image, drawn as :func:`generation_labels` does),
+  then one column per written file (``nifti_<channel>`` / ``nifti`` for the multichannel
+  layout, ``png_<channel>``), paths relative to ``out_dir``.
 * ``manifest.json``: checkpoint path and sha256, step, ``generator_weights`` (``ema`` when the
   checkpoint kept an EMA generator, which :func:`load_generator` then uses,
   else
@@ -69,12 +70,14 @@ LPS_1MM_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 @torch.no_grad()
-def sample_images(G: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
-    """``G(z)`` in eval mode as a float32 array; restores G's train/eval mode afterwards."""
+def sample_images(G: torch.nn.Module, z: torch.Tensor,
+                  labels: torch.Tensor | None = None) -> np.ndarray:
+    """``G(z)`` (``G(z, labels)`` for a class-conditional G given labels) in eval mode as a
+    float32 array; restores G's train/eval mode afterwards."""
     was_training = G.training
     G.eval()
     try:
-        return G(z).float().cpu().numpy()
+        return (G(z) if labels is None else G(z, labels)).float().cpu().numpy()
     finally:
         G.train(was_training)
 
@@ -84,13 +87,14 @@ def load_generator(checkpoint_path: str | os.PathLike, *, device: str = "cpu",
     """The generator of a :func:`train_gan` checkpoint, in eval mode, and the run's config.
 
     With ``ema`` (default) the EMA generator is returned when the run kept one
-    (``schedule.ema_decay``), else the trained generator.
+    (``schedule.ema_decay``), else the trained generator. A class-conditional run's
+    (``config["condition"]``) is a :class:`~medgan.models.conditional.ConditionalGenerator`.
     """
     ckpt = load_checkpoint(checkpoint_path)
     config = ckpt["config"]
     try:
         G = build_generator(config["architecture"], channels=len(config["channels"]),
-                            resolution=config["resolution"])
+                            resolution=config["resolution"], condition=config.get("condition"))
         weights = ckpt.get("generator_ema") if ema else None
         G.load_state_dict(weights if weights is not None else ckpt["generator"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -114,20 +118,48 @@ def generate_images(checkpoint_path: str | os.PathLike, n: int, *, seed: int = 0
     return generate_from(G, config, n, seed=seed, batch_size=batch_size)
 
 
+def generation_labels(config: dict[str, Any], n: int, *, seed: int = 0,
+                      labels: Any = None) -> torch.Tensor | None:
+    """The class labels of ``n`` images of a class-conditional run (None for an unconditional
+    one): ``labels`` (class indices) when given, else drawn with ``seed`` from the classes'
+    frequencies among the training images (``condition.class_counts``)."""
+    condition = config.get("condition")
+    if not condition:
+        if labels is not None:
+            raise ValueError("labels given for a generator that is not class-conditional")
+        return None
+    n_classes = len(condition["classes"])
+    if labels is not None:
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if labels.shape != (n,) or (n and (labels.min() < 0 or labels.max() >= n_classes)):
+            raise ValueError(f"labels must be {n} class indices in [0, {n_classes}), got shape "
+                             f"{tuple(labels.shape)}")
+        return labels
+    counts = torch.as_tensor(condition.get("class_counts") or [1] * n_classes,
+                             dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed + 1)  # not the latents' stream
+    return torch.multinomial(counts, n, replacement=True, generator=gen) if n else \
+        torch.zeros(0, dtype=torch.long)
+
+
 @torch.no_grad()
 def generate_from(G: torch.nn.Module, config: dict[str, Any], n: int, *, seed: int = 0,
-                  batch_size: int = 256) -> np.ndarray:
+                  batch_size: int = 256, labels: Any = None) -> np.ndarray:
     """:func:`generate_images` for a generator already loaded by :func:`load_generator`
-    (``config``: the run's config it returned)."""
+    (``config``: the run's config it returned). A class-conditional generator makes images of
+    ``labels`` (class indices, see :func:`generation_labels`); the latents are the same."""
     positive_int(n, "n", minimum=0)
     positive_int(batch_size, "batch_size")
     z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
                      generator=torch.Generator().manual_seed(seed))
+    y = generation_labels(config, n, seed=seed, labels=labels)
     res = getattr(G, "current_resolution", config["resolution"])  # pggan: its saved stage
     out = np.empty((n, len(config["channels"]), res, res), dtype=np.float32)
     dev = next(G.parameters()).device
     for i in range(0, n, batch_size):
-        out[i:i + batch_size] = G(z[i:i + batch_size].to(dev)).float().cpu().numpy()
+        zb = z[i:i + batch_size].to(dev)
+        images = G(zb) if y is None else G(zb, y[i:i + batch_size].to(dev))
+        out[i:i + batch_size] = images.float().cpu().numpy()
     return out
 
 
@@ -266,6 +298,7 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
     dev = next(G.parameters()).device
     z = draw_latents(n, G.latent_dim, distribution=latent_distribution(config),
                      generator=torch.Generator().manual_seed(seed))
+    y = generation_labels(config, n, seed=seed)  # class-conditional: the class of each image
     width = max(6, len(str(n - 1)))
 
     rows: list[dict[str, Any]] = []
@@ -277,13 +310,17 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
         np.save(tmp / "latents.npy", z.numpy().astype(np.float32))
         for start in range(0, n, batch_size):
             with torch.no_grad():
-                batch = G(z[start:start + batch_size].to(dev)).float().cpu().numpy()
+                zb = z[start:start + batch_size].to(dev)
+                batch = (G(zb) if y is None else G(zb, y[start:start + batch_size].to(dev))
+                         ).float().cpu().numpy()
             if "png" in formats:
                 batch_windows = windows or channel_windows(batch)
                 used_windows.append([list(w) for w in batch_windows])
             for j, image in enumerate(batch):
                 index = start + j
                 row: dict[str, Any] = {"index": index, "seed": seed, "latent_index": index}
+                if y is not None:
+                    row["class"] = config["condition"]["classes"][int(y[index])]
                 if "nifti" in formats:
                     row |= _write_nifti_files(tmp, f"{index:0{width}d}", image, affine,
                                               layout=nifti_layout, channels=channels,

@@ -112,7 +112,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               resume_dir: str | os.PathLike | None = None,
               performance: dict | None = None,
               split: str | os.PathLike | None = None,
-              processes: int | None = None) -> dict:
+              processes: int | None = None, condition: dict | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -130,8 +130,10 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     as on SIGTERM a margin before the job's end time. ``performance``: CUDA speed switches of
     :mod:`medgan.training.accel` (no-ops on CPU;
     recorded in the config, but a resumed run may change them). ``split``: a ``split.tsv``
-    (:mod:`medgan.data.split`); only its training rows are trained on (None: every image). Returns
-    the ``run.json`` content. On SIGTERM raises
+    (:mod:`medgan.data.split`); only its training rows are trained on (None: every image).
+    ``condition`` (``{"column": <meta.tsv column>, "embed_dim": 8}``): a class-conditional GAN
+    (:mod:`medgan.models.conditional`), each real batch with its classes; rows without a class
+    are not trained on. Returns the ``run.json`` content. On SIGTERM raises
     :class:`~medgan.training.checkpoint.TrainingInterrupted` after writing a checkpoint.
 
     Data-parallel training: ``processes`` N > 1 runs this function on N processes of this
@@ -142,7 +144,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     t_start = time.perf_counter()
     args = {"channels": channels, "resolution": resolution, "architecture": architecture,
             "loss": loss, "optimizer": optimizer, "schedule": schedule, "seed": seed,
-            "threads": threads, "performance": performance, "split": split}
+            "threads": threads, "performance": performance, "split": split,
+            "condition": condition}
     if processes is not None and processes > 1 and not launched_by_torchrun():
         return run_processes(processes, {
             "data_dir": str(data_dir), "out_dir": str(out_dir), **args, "device": device,
@@ -170,7 +173,7 @@ class TrainingLoop:
         self.main = self.ranks.is_main  # only the main process writes files
         self.progress = progress and self.main
         self.batches = RealBatches(run.images, run.rows, state.sampler, run.device,
-                                   run.performance, self.ranks)
+                                   run.performance, self.ranks, labels=run.labels)
         self.batch_size = state.sampler.batch_size
         self.stage: Stage | None = None  # progressive runs: the stage of the current step
         # a gradient penalty differentiates D's input gradient: keep that D step in float32
@@ -201,8 +204,12 @@ class TrainingLoop:
     # --- what one step draws ------------------------------------------------------------------
 
     def next_real(self) -> torch.Tensor:
-        """The next real batch (the one place training reads real images)."""
-        return self.batches.next(self.batch_size, self.stage)
+        """The next real batch (the one place training reads real images); a class-conditional
+        run's G and D take its classes (the state's label slot)."""
+        batch = self.batches.next(self.batch_size, self.stage)
+        if self.state.slot is not None:
+            self.state.slot.labels = self.batches.labels
+        return batch
 
     def next_z(self) -> torch.Tensor:
         """Fresh training latents for one batch (this process's rows of the global batch's)."""
@@ -314,7 +321,8 @@ class TrainingLoop:
     def write_samples(self) -> None:
         if not self.main:
             return
-        save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z),
+        save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z,
+                                      labels=self.state.fixed_labels),
                         self.files.out / "samples.png", channel_names=self.run.config["channels"],
                         value_ranges=self.run.sample_ranges,
                         ncols=8 if len(self.run.config["channels"]) == 1 else 4)

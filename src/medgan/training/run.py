@@ -25,7 +25,12 @@ from medgan import __version__
 from medgan.data.split import split_indices
 from medgan.models import resolved_config
 from medgan.training import accel
-from medgan.training.data import dataset_summary, display_ranges, load_training_data
+from medgan.training.data import (
+    condition_labels,
+    dataset_summary,
+    display_ranges,
+    load_training_data,
+)
 from medgan.training.distributed import Ranks, resolve_device
 from medgan.training.losses import GANLoss, build_loss
 from medgan.training.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
@@ -50,6 +55,7 @@ class TrainingRun:
     n_images: int
     sample_ranges: list[tuple[float, float]]
     ranks: Ranks = field(default_factory=Ranks)  # the processes of a data-parallel run
+    labels: np.ndarray | None = None  # class-conditional runs: the class of each row of rows
 
     @property
     def schedule(self) -> dict[str, Any]:
@@ -73,7 +79,7 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 device: str | torch.device = "auto",
                 threads: int | None = None, performance: dict | None = None,
                 split: str | os.PathLike | None = None,
-                ranks: Ranks | None = None) -> TrainingRun:
+                ranks: Ranks | None = None, condition: dict | None = None) -> TrainingRun:
     """Check and resolve the arguments of :func:`~medgan.training.loop.train_gan`; ``device``
     a name or (data-parallel: this process's) device, ``ranks`` the processes."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -93,6 +99,9 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     data = load_training_data(data_dir, channels, resolution)
     rows = None if split is None else split_indices(split, data.images.shape[0])[0]
+    labels = None
+    if condition:
+        condition, labels, rows = condition_labels(condition, data.meta, rows, data_dir)
     n_images = data.images.shape[0] if rows is None else len(rows)
     if arch_cfg.get("output_activation") == "tanh":
         lo, hi = data.info.get("value_range", [-1.0, 1.0])
@@ -103,7 +112,7 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               "schedule": schedule, "channels": list(data.info["channels"]),
               "resolution": resolution, "seed": seed,
               "dataset": dataset_summary(data_dir, data.info, n_images, split, rows),
-              "performance": perf}
+              "performance": perf, **({"condition": condition} if condition else {})}
     ranks = replace(ranks or Ranks(), group_size=mbstd_group_size(arch_cfg))
     batch_sizes = ([p.batch_size for p in progressive.phases] if progressive
                    else [schedule["batch_size"]])
@@ -113,7 +122,7 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     return TrainingRun(data_dir=data_dir, out_dir=out_dir, device=dev, config=config,
                        loss=loss_obj, progressive=progressive, images=data.images, rows=rows,
                        n_images=n_images, sample_ranges=display_ranges(data.images),
-                       ranks=ranks)
+                       ranks=ranks, labels=labels)
 
 
 def mbstd_group_size(architecture: dict[str, Any]) -> int:

@@ -25,6 +25,7 @@ import torch
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.models import build_discriminator, build_generator
+from medgan.models.conditional import LabelSlot
 from medgan.training import accel, ddp
 from medgan.training.checkpoint import (
     capture_rng_state,
@@ -84,6 +85,9 @@ class TrainingState:
         # the modules the training steps call (torch.compile'd or distributed wrappers of G, D)
         self.G_train: torch.nn.Module = G
         self.D_train: torch.nn.Module = D
+        # class-conditional runs: the labels G and D read, and those of the sample grid
+        self.slot: LabelSlot | None = None
+        self.fixed_labels: torch.Tensor | None = None
 
     @property
     def frozen_models(self) -> dict[str, torch.nn.Module]:
@@ -108,7 +112,10 @@ class TrainingState:
         np.random.seed(seed % 2**32)  # noqa: NPY002 - seed legacy global state too
         torch.manual_seed(seed)
         data_seed, noise_seed, fixed_seed = seeds(seed, 3)
-        shape = {"channels": len(config["channels"]), "resolution": config["resolution"]}
+        condition = config.get("condition")
+        slot = LabelSlot() if condition else None
+        shape = {"channels": len(config["channels"]), "resolution": config["resolution"],
+                 "condition": condition, "slot": slot}
         G = build_generator(arch, **shape).to(device)
         D = build_discriminator(arch, **shape).to(device)
         if ranks.distributed:
@@ -131,6 +138,9 @@ class TrainingState:
                                      find_unused_parameters=arch["name"] == "pggan")
         state.G_train = accel.prepare_module(G, config["performance"], device, wrap=wrap)
         state.D_train = accel.prepare_module(D, config["performance"], device, wrap=wrap)
+        if slot is not None:  # class-conditional: the loop fills the slot with batch labels
+            state.slot = slot
+            state.fixed_labels = (torch.arange(N_SAMPLES) % len(condition["classes"])).to(device)
         return state
 
     @property
