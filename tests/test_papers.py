@@ -10,7 +10,7 @@ import torch
 
 from medgan.models import build_discriminator, build_generator
 from medgan.studies.beers2018 import _path_through, vessel_auc_table
-from medgan.studies.han2018 import image_type, table1
+from medgan.studies.han2018 import add_reader_study, image_type, table1
 from medgan.studies.kitchen2017 import layer_table
 
 
@@ -65,6 +65,30 @@ def test_han_table1_layout_and_paper_values():
     with pytest.raises(ValueError, match="c2st"):
         table1({"t1": pd.DataFrame([{"source": "synthetic"}])}, models=models,
                datasets=datasets)
+
+
+def test_han_table1_puts_the_reader_study_beside_the_c2st():
+    """Pooled first-round VTT counts join their model's row; per-reader, second-round and
+    group rows do not; a model outside the kit gets empty VTT columns."""
+    c2st = pd.DataFrame([{"model": "t1", "accuracy (%)": 60.0}, {"model": "t2",
+                                                                 "accuracy (%)": 55.0}])
+    rows = []
+    for reader, group, rnd, acc, counts in [("pooled", "all", 1, 0.7, (4, 1, 2, 3)),
+                                             ("pooled", "all", 2, 0.9, (5, 0, 1, 4)),
+                                             ("R1", "", 1, 0.5, (2, 1, 1, 1)),
+                                             ("pooled", "senior", 1, 0.2, (1, 1, 1, 1))]:
+        rows.append({"model": "t1", "reader": reader, "group": group, "round": rnd,
+                     "n_readers": 2, "accuracy": acc,
+                     **dict(zip(["real_as_real", "real_as_synthetic", "synthetic_as_real",
+                                 "synthetic_as_synthetic"], counts, strict=True))})
+    out = add_reader_study(c2st, pd.DataFrame(rows))
+    first = out.iloc[0]
+    assert first["VTT: accuracy (%)"] == 70.0 and first["VTT: readers"] == 2
+    assert [first[f"VTT: {c}"] for c in ("real_as_real", "real_as_synthetic",
+                                         "synthetic_as_real", "synthetic_as_synthetic")] == [
+        4, 1, 2, 3]
+    assert pd.isna(out.iloc[1]["VTT: accuracy (%)"]) and pd.isna(out.iloc[1]["VTT: real_as_real"])
+    assert list(out["accuracy (%)"]) == [60.0, 55.0]  # the C2ST columns stay
 
 
 def test_beers_vessel_table(tmp_path):
