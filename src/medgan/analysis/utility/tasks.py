@@ -70,8 +70,8 @@ class Task:
     """One downstream task of a model (see the module docstring).
 
     ``inputs``: channel names fed to the network; ``targets``: segmentation target channels;
-    ``column``: the meta.tsv class column of a classification task (None when the labels come
-    from the label channels); ``classes``: the class names, index = class label;
+    ``column``: the meta.tsv class column of a classification task (None when the label
+    channels give the labels); ``classes``: the class names, index = class label;
     ``threshold``: target channels are foreground above it; ``conditional``: synthetic images
     are generated for given class labels.
     """
