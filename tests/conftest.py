@@ -73,3 +73,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def tensors_by_name(obj, prefix=""):
+    """Every tensor in a checkpoint-like nest of dicts and lists, by its dotted path."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    items = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, list | tuple) else [])
+    out = {}
+    for k, v in items:
+        out.update(tensors_by_name(v, f"{prefix}.{k}"))
+    return out

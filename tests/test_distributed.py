@@ -44,6 +44,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import tensors_by_name
 
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.models import build_discriminator, build_generator, resolved_config
@@ -190,17 +191,6 @@ def test_two_processes_train_as_one(runs, name, tmp_path):
             assert r2[key] == pytest.approx(r1[key], rel=LOSS_TOLERANCE, abs=1e-7), (key, r1, r2)
 
 
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    items = obj.items() if isinstance(obj, dict) else (
-        enumerate(obj) if isinstance(obj, list | tuple) else [])
-    out = {}
-    for k, v in items:
-        out.update(_tensors(v, f"{prefix}.{k}"))
-    return out
-
-
 def test_sigterm_stops_every_process_and_resume_is_exact(runs):
     root = runs["root"]
     assert runs["returncode"] == EXIT_INTERRUPTED, runs["stderr"][-3000:]
@@ -215,9 +205,9 @@ def test_sigterm_stops_every_process_and_resume_is_exact(runs):
     resumed, whole = (load_checkpoint(root / d / "checkpoint.pt") for d in ("stopped", "whole"))
     assert json.loads((root / "stopped" / "run.json").read_text())["resumed_from_step"] == (
         copy["step"])
-    a, b = _tensors({k: resumed[k] for k in ("generator", "discriminator", "generator_ema",
+    a, b = tensors_by_name({k: resumed[k] for k in ("generator", "discriminator", "generator_ema",
                                              "g_optimizer", "d_optimizer", "rng", "sampler")}), \
-        _tensors({k: whole[k] for k in ("generator", "discriminator", "generator_ema",
+        tensors_by_name({k: whole[k] for k in ("generator", "discriminator", "generator_ema",
                                         "g_optimizer", "d_optimizer", "rng", "sampler")})
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]

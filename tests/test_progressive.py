@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tensors_by_name
 
 from medgan.data.prepared import PreparedDatasetWriter
 from medgan.models.pggan import pggan_schedule, stage_at
@@ -118,23 +119,12 @@ def test_resume_across_a_fade_is_exact(data, whole, tmp_path, monkeypatch, reset
     a, b = load_checkpoint(whole / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
     assert a["step"] == b["step"] == 10
     keys = ("generator", "discriminator", "generator_ema", "g_optimizer", "d_optimizer")
-    ta, tb = _tensors({k: a[k] for k in keys}), _tensors({k: b[k] for k in keys})
+    ta, tb = tensors_by_name({k: a[k] for k in keys}), tensors_by_name({k: b[k] for k in keys})
     assert ta.keys() == tb.keys() and len(ta) > 20
     assert not [k for k in ta if not torch.equal(ta[k], tb[k])]
     assert a["generator"]["_extra_state"] == b["generator"]["_extra_state"]
     assert [r["d_loss"] for r in _rows(out)] == [r["d_loss"] for r in _rows(whole)]
     assert [r["alpha"] for r in _rows(out)] == [r["alpha"] for r in _rows(whole)]
-
-
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    items = obj.items() if isinstance(obj, dict) else (
-        enumerate(obj) if isinstance(obj, list | tuple) else [])
-    out = {}
-    for k, v in items:
-        out.update(_tensors(v, f"{prefix}.{k}"))
-    return out
 
 
 def test_reset_optimizer_per_level(tmp_path):
