@@ -111,6 +111,53 @@ def _orthonormal(w: np.ndarray) -> np.ndarray:
     return np.linalg.qr(w)[0]
 
 
+def _ritz(basis: list[np.ndarray], images: list[np.ndarray], b: int):
+    """Rayleigh-Ritz on the span of ``basis`` (orthonormal blocks) given ``images`` = M basis:
+    the top b Ritz values (descending), vectors Y (D, b), and M Y."""
+    q, mq = np.hstack(basis), np.hstack(images)
+    h = q.T @ mq
+    theta, s = np.linalg.eigh((h + h.T) / 2)
+    s = s[:, ::-1][:, :b]
+    return theta[::-1][:b], q @ s, mq @ s
+
+
+def _next_block(basis: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    """w made orthogonal to all blocks of ``basis`` (block Gram-Schmidt, twice) and orthonormal."""
+    for _ in range(2):  # twice more after normalising: w may be tiny (rank exhausted)
+        for _ in range(2):
+            for q in basis:
+                w = w - q @ (q.T @ w)
+        w = _orthonormal(w)
+    return w
+
+
+class _Krylov:
+    """Block Krylov passes [V, M V, M^2 V, ...] in one precision, restarted from the top b Ritz
+    vectors when the basis reaches ``max_blocks`` blocks; Rayleigh-Ritz over the whole basis."""
+
+    def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int):
+        self.op, self.k, self.b, self.vectors, self.max_blocks = op, k, b, vectors, max_blocks
+
+    def run(self, v: np.ndarray, dtype, passes: int, tol: float):
+        """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
+        Returns (theta, Y, worst error, passes used)."""
+        basis, images, history = [v], [], []
+        for used in range(1, passes + 1):
+            images.append(self.op.scatter_times(basis[-1], dtype=dtype))
+            theta, y, my = _ritz(basis, images, self.b)
+            res = np.linalg.norm(my - y * theta, axis=0)
+            worst = _worst_error(theta, res, self.k, vectors=self.vectors)
+            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
+            history.append(worst)
+            if worst <= tol or (dtype is np.float32 and stalled):
+                break
+            if len(basis) >= self.max_blocks:  # thick restart from the Ritz vectors
+                basis, images = [_orthonormal(y)], []
+                continue
+            basis.append(_next_block(basis, images[-1]))
+        return theta, y, worst, used
+
+
 def top_eigenpairs(
     op: CentredRows,
     k: int,
@@ -121,14 +168,18 @@ def top_eigenpairs(
     max_iter: int = 300,
     seed: int = 0,
     start: np.ndarray | None = None,
+    max_blocks: int = 12,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The k largest eigenvalues of M = A^T A (descending) and eigenvectors (k, D).
 
     ``vectors``: check the eigenvectors' angles (r / gap <= tol) instead of the eigenvalues'
     errors (r^2 / gap <= tol theta). ``start`` (D, j): vectors to put first in the start block
-    (a previous, smaller run). Returns (eigenvalues, eigenvectors, info) with info = iterations
-    in float32 and float64, the block size and the largest error estimate of the wanted pairs.
-    RuntimeError if ``max_iter`` iterations do not pass the check. Needs k + oversample <=
+    (a previous, smaller run). Block Krylov (``max_blocks`` blocks of b = k + oversample vectors
+    before a restart) in float32 products until the check passes on float32 residuals or stalls,
+    then in float64 products from the top b Ritz vectors until the check passes on float64
+    residuals. Returns (eigenvalues, eigenvectors, info) with info = products (passes over the
+    images) in float32 and float64, the block size and the largest error estimate of the wanted
+    pairs. RuntimeError if ``max_iter`` passes do not pass the check. Needs k + oversample <=
     min(N, D) (callers use a dense SVD below that).
     """
     n, d = op.shape
@@ -140,26 +191,20 @@ def top_eigenpairs(
     if start is not None:
         v[:, : start.shape[1]] = start
     v, _ = np.linalg.qr(v)
-    dtype, counts, history = np.float32, {"float32": 0, "float64": 0}, []
-    for _ in range(max_iter):
-        w = op.scatter_times(v, dtype=dtype)
-        counts[np.dtype(dtype).name] += 1
-        h = v.T @ w
-        theta, s = np.linalg.eigh((h + h.T) / 2)
-        theta, s = theta[::-1], s[:, ::-1]
-        v, w = v @ s, w @ s
-        worst = _worst_error(theta, np.linalg.norm(w - v * theta, axis=0), k, vectors=vectors)
-        if dtype is np.float64 and worst <= tol:
-            info = {"iterations_float32": counts["float32"],
-                    "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}
-            log.info("top %d eigenpairs: %s", k, info)
-            return np.clip(theta[:k], 0.0, None), v[:, :k].T.copy(), info
-        if dtype is np.float32:
-            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
-            if worst <= tol or stalled:
-                dtype = np.float64
-            history.append(worst)
-        v = _orthonormal(w)
+    krylov = _Krylov(op, k, b, vectors=vectors, max_blocks=max(1, min(max_blocks, min(n, d) // b)))
+    counts, left, worst = {"float32": 0, "float64": 0}, max_iter, np.inf
+    for dtype in (np.float32, np.float64):
+        if left <= 0:
+            break
+        theta, y, worst, used = krylov.run(v, dtype, left, tol)
+        counts[np.dtype(dtype).name] += used
+        left -= used
+        v = _orthonormal(y)
+    if counts["float64"] and worst <= tol:
+        info = {"iterations_float32": counts["float32"],
+                "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}
+        log.info("top %d eigenpairs: %s", k, info)
+        return np.clip(theta[:k], 0.0, None), y[:, :k].T.copy(), info
     raise RuntimeError(
         f"subspace iteration for the top {k} eigenvalues did not converge in {max_iter} "
         f"iterations (largest relative residual {worst:.2e} > {tol:.0e})"
