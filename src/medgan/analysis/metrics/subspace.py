@@ -111,50 +111,58 @@ def _orthonormal(w: np.ndarray) -> np.ndarray:
     return np.linalg.qr(w)[0]
 
 
-def _ritz(basis: list[np.ndarray], images: list[np.ndarray], b: int):
-    """Rayleigh-Ritz on the span of ``basis`` (orthonormal blocks) given ``images`` = M basis:
-    the top b Ritz values (descending), vectors Y (D, b), and M Y."""
-    q, mq = np.hstack(basis), np.hstack(images)
-    h = q.T @ mq
-    theta, s = np.linalg.eigh((h + h.T) / 2)
-    s = s[:, ::-1][:, :b]
-    return theta[::-1][:b], q @ s, mq @ s
-
-
-def _next_block(basis: list[np.ndarray], w: np.ndarray) -> np.ndarray:
-    """w made orthogonal to all blocks of ``basis`` (block Gram-Schmidt, twice) and orthonormal."""
-    for _ in range(2):  # twice more after normalising: w may be tiny (rank exhausted)
-        for _ in range(2):
-            for q in basis:
-                w = w - q @ (q.T @ w)
-        w = _orthonormal(w)
-    return w
-
-
 class _Krylov:
     """Block Krylov passes [V, M V, M^2 V, ...] in one precision, restarted from the top b Ritz
-    vectors when the basis reaches ``max_blocks`` blocks; Rayleigh-Ritz over the whole basis."""
+    vectors when the basis reaches ``max_blocks`` blocks; Rayleigh-Ritz over the whole basis.
+    The basis Q, its image M Q and H = Q^T M Q live in preallocated arrays (one gemm per
+    block against the whole basis, not one per block pair)."""
 
     def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int):
         self.op, self.k, self.b, self.vectors, self.max_blocks = op, k, b, vectors, max_blocks
+        width = max_blocks * b
+        self.q = np.empty((op.shape[1], width))
+        self.mq = np.empty((op.shape[1], width))
+        self.h = np.empty((width, width))
+
+    def _ritz(self, m: int):
+        """Top b Ritz values (descending), vectors Y and M Y from the first m basis columns."""
+        h = self.h[:m, :m]
+        theta, s = np.linalg.eigh((h + h.T) / 2)
+        s = np.ascontiguousarray(s[:, ::-1][:, : self.b])
+        return theta[::-1][: self.b], self.q[:, :m] @ s, self.mq[:, :m] @ s
+
+    def _extend(self, m: int, w: np.ndarray) -> None:
+        """Put w, made orthonormal and orthogonal to the first m columns (block classical
+        Gram-Schmidt twice, normalised, then once more), at columns m .. m + b."""
+        q = self.q[:, :m]
+        for _ in range(2):
+            for _ in range(2):
+                w = w - q @ (q.T @ w)
+            w = _orthonormal(w)
+        self.q[:, m : m + self.b] = w
 
     def run(self, v: np.ndarray, dtype, passes: int, tol: float):
         """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
         Returns (theta, Y, worst error, passes used)."""
-        basis, images, history = [v], [], []
+        b, history, m = self.b, [], 0
+        self.q[:, :b] = v
         for used in range(1, passes + 1):
-            images.append(self.op.scatter_times(basis[-1], dtype=dtype))
-            theta, y, my = _ritz(basis, images, self.b)
+            new = slice(m, m + b)
+            self.mq[:, new] = self.op.scatter_times(self.q[:, new], dtype=dtype)
+            m += b
+            self.h[:m, new] = self.q[:, :m].T @ self.mq[:, new]
+            self.h[new, :m] = self.h[:m, new].T
+            theta, y, my = self._ritz(m)
             res = np.linalg.norm(my - y * theta, axis=0)
             worst = _worst_error(theta, res, self.k, vectors=self.vectors)
             stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
             history.append(worst)
             if worst <= tol or (dtype is np.float32 and stalled):
                 break
-            if len(basis) >= self.max_blocks:  # thick restart from the Ritz vectors
-                basis, images = [_orthonormal(y)], []
+            if m >= self.max_blocks * b:  # thick restart from the Ritz vectors
+                self.q[:, :b], m = _orthonormal(y), 0
                 continue
-            basis.append(_next_block(basis, images[-1]))
+            self._extend(m, self.mq[:, new])
         return theta, y, worst, used
 
 
