@@ -119,38 +119,43 @@ class _Krylov:
 
     def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int):
         self.op, self.k, self.b, self.vectors, self.max_blocks = op, k, b, vectors, max_blocks
-        width = max_blocks * b
-        self.q = np.empty((op.shape[1], width))
-        self.mq = np.empty((op.shape[1], width))
+        width = max_blocks * b  # stored transposed (rows = vectors): contiguous slices
+        self.qt = np.empty((width, op.shape[1]))
+        self.mqt = np.empty((width, op.shape[1]))
         self.h = np.empty((width, width))
 
     def _ritz(self, m: int):
-        """Top b Ritz values (descending), vectors Y and M Y from the first m basis columns."""
+        """Top b Ritz values (descending), vectors Y and M Y (D, b) from the first m vectors."""
         h = self.h[:m, :m]
         theta, s = np.linalg.eigh((h + h.T) / 2)
-        s = np.ascontiguousarray(s[:, ::-1][:, : self.b])
-        return theta[::-1][: self.b], self.q[:, :m] @ s, self.mq[:, :m] @ s
+        st = np.ascontiguousarray(s[:, ::-1][:, : self.b].T)
+        return theta[::-1][: self.b], (st @ self.qt[:m]).T, (st @ self.mqt[:m]).T
 
     def _extend(self, m: int, w: np.ndarray) -> None:
-        """Put w, made orthonormal and orthogonal to the first m columns (block classical
-        Gram-Schmidt twice, normalised, then once more), at columns m .. m + b."""
-        q = self.q[:, :m]
-        for _ in range(2):
-            for _ in range(2):
-                w = w - q @ (q.T @ w)
-            w = _orthonormal(w)
-        self.q[:, m : m + self.b] = w
+        """Put w (b, D), made orthonormal and orthogonal to the first m vectors (block classical
+        Gram-Schmidt twice, normalised; once more if the check finds it needed), at m .. m + b."""
+        qt = self.qt[:m]
+        for sweep in range(3):
+            if sweep < 2:
+                w = w - (w @ qt.T) @ qt
+                continue
+            w = _orthonormal(w.T).T
+            if np.max(np.abs(w @ qt.T)) < 1e-12:
+                break
+            w = w - (w @ qt.T) @ qt  # rank nearly exhausted: w was tiny
+            w = _orthonormal(w.T).T
+        self.qt[m : m + self.b] = w
 
     def run(self, v: np.ndarray, dtype, passes: int, tol: float):
         """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
         Returns (theta, Y, worst error, passes used)."""
         b, history, m = self.b, [], 0
-        self.q[:, :b] = v
+        self.qt[:b] = v.T
         for used in range(1, passes + 1):
             new = slice(m, m + b)
-            self.mq[:, new] = self.op.scatter_times(self.q[:, new], dtype=dtype)
+            self.mqt[new] = self.op.scatter_times(self.qt[new].T, dtype=dtype).T
             m += b
-            self.h[:m, new] = self.q[:, :m].T @ self.mq[:, new]
+            self.h[:m, new] = self.qt[:m] @ self.mqt[new].T
             self.h[new, :m] = self.h[:m, new].T
             theta, y, my = self._ritz(m)
             res = np.linalg.norm(my - y * theta, axis=0)
@@ -160,9 +165,9 @@ class _Krylov:
             if worst <= tol or (dtype is np.float32 and stalled):
                 break
             if m >= self.max_blocks * b:  # thick restart from the Ritz vectors
-                self.q[:, :b], m = _orthonormal(y), 0
+                self.qt[:b], m = _orthonormal(y).T, 0
                 continue
-            self._extend(m, self.mq[:, new])
+            self._extend(m, self.mqt[new])
         return theta, y, worst, used
 
 
