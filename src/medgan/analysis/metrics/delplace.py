@@ -38,7 +38,7 @@ _SVD_SEED = 0  # ARPACK's / the subspace iteration's start: fixed, so results ar
 _FIRST_EIGENVALUES = 16  # diversity: eigenvalues computed first (more only if all exceed)
 _OVERSAMPLE = 16  # subspace iteration: block = wanted + this many vectors
 _VALUE_TOL = 1e-7  # subspace iteration: relative eigenvalue error (r^2 / gap) for delta
-_VECTOR_TOL = 1e-10  # ... angle of the PCA's eigenvectors (r / gap)
+_VECTOR_TOL = 1e-9  # ... angle of the PCA's eigenvectors (r / gap): rho_g moves by <= this
 
 
 def check_images(images: Any, name: str = "images", *, min_images: int = 1) -> np.ndarray:
@@ -315,7 +315,8 @@ def diversity_sigma_delta(
     cap = min(max_eigenvalues, n - 1, d)
     eig = np.zeros(0)
     sigma = max(sigma, 0.0)
-    k = min(cap, _FIRST_EIGENVALUES)
+    streamed = op._dense is None and min(n, d) > 2 * _FIRST_EIGENVALUES + _OVERSAMPLE
+    k = min(cap, (2 if streamed else 1) * _FIRST_EIGENVALUES)  # a restart costs a full solve
     vt = None
     while sigma > 0 and k >= 1:
         s, vt = _top_singular(op, k, vectors=False, start=vt)
