@@ -258,10 +258,15 @@ def realism_per_image(images: np.ndarray, pca: RealPCA) -> np.ndarray:
     flat = arr.reshape(n, d)
     tiny = 1e-9 * math.sqrt(pca.total_variance)
     out = np.empty(n)
-    for sl in _row_blocks(n, d):
-        c = flat[sl].astype(np.float64) - pca.mean
+    comp_t = np.ascontiguousarray(pca.components.T)
+    rows = min(n, max(1, _BLOCK_BYTES // d))  # 256 MB float64 blocks: dgemm efficiency
+    buffer = np.empty((rows, d))  # reused: a fresh block each time costs page faults
+    for start in range(0, n, rows):
+        sl = slice(start, min(n, start + rows))
+        c = buffer[: sl.stop - sl.start]
+        np.subtract(flat[sl], pca.mean, out=c)
         norm = np.sqrt(np.einsum("ij,ij->i", c, c))
-        proj = np.linalg.norm(c @ pca.components.T, axis=1)
+        proj = np.linalg.norm(c @ comp_t, axis=1)
         ok = norm > tiny
         out[sl] = np.where(ok, proj / np.where(ok, norm, 1.0), 0.0)
     return np.clip(out, 0.0, 1.0)
