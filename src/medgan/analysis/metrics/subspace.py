@@ -158,9 +158,10 @@ class _Krylov:
     def run(self, v: np.ndarray, dtype, passes: int, tol: float):
         """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
         Returns (theta, Y, worst error, passes used)."""
-        b, history, m = self.b, [], 0
+        b, history, m, used = self.b, [], 0, 0
         self.qt[:b] = v.T
-        for used in range(1, passes + 1):
+        while used < passes:
+            used += 1
             new = slice(m, m + b)
             self.mqt[new] = self.op.scatter_times(self.qt[new].T, dtype=dtype).T
             m += b
