@@ -304,7 +304,8 @@ def diversity_sigma_delta(
     by truncated SVD) therefore contain all of them when max_eigenvalues >= floor(1/threshold);
     a smaller ``max_eigenvalues`` raises. To save time the top 16 (32 when streamed: a rerun
     there costs a whole solve) are computed first, and more (x 4 with ARPACK, x 2 streamed, up
-    to that cap) only while the smallest computed one still exceeds the threshold; once the k-th largest is below it, the count is exact.
+    to that cap) only while the smallest computed one still exceeds the threshold; once the
+    k-th largest is below it, the count is exact.
     Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
     sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S,
     descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many
