@@ -174,9 +174,12 @@ class _Krylov:
             history.append(worst)
             if worst <= tol or (dtype is np.float32 and stalled):
                 break
-            if m >= self.max_blocks * b:  # thick restart from the Ritz vectors
-                self.qt[:b], m = _orthonormal(y).T, 0
+            if m >= self.max_blocks * b and self.max_blocks == 1:  # plain subspace iteration
+                self.qt[:b], m = _orthonormal(my).T, 0
                 continue
+            if m >= self.max_blocks * b:  # thick restart: keep the Ritz vectors and M Y
+                self.qt[:b], self.mqt[:b], m, new = y.T, my.T, b, slice(0, b)
+                self.h[:b, :b] = y.T @ my
             self._extend(m, self.mqt[new])
         return theta, y, worst, used
 
