@@ -13,6 +13,7 @@ CPU seconds (all threads; the machine may be shared, so CPU time is the steadier
 peak of numpy allocations during the step (tracemalloc: the memory beyond the images). Then the
 first ``--check-n`` images (still above the in-memory limit, so the streamed subspace path runs)
 are scored the same way and by a dense SVD, and the largest relative differences are printed.
+The load average is printed before and after the timed steps (the machine may be shared).
 Nothing here is timed by a test; run it by hand and read the output.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 import tracemalloc
 
@@ -100,12 +102,15 @@ def main(argv: list[str] | None = None) -> None:
         images = structured_images(args.n, resolution=args.resolution, seed=args.seed)
         print(f"{args.n} images of {args.resolution} px ({images.nbytes / 2**30:.2f} GB float32) "
               f"drawn in {time.perf_counter() - t0:.0f} s")
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"load average (1, 5, 15 min) before the timed steps: {load}", flush=True)
         tracemalloc.start()
         pca, r1 = timed("fit_real_pca", fit_real_pca, images, n_components=args.components)
         rho, r2 = timed("realism_rho", realism_rho, images, pca)
         div, r3 = timed("diversity_sigma_delta", diversity_sigma_delta, images,
                         threshold=args.threshold)
         tracemalloc.stop()
+        print("load average after: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         rows = [r1, r2, r3]
         print(f"rho {rho:.4f}  sigma {div['sigma']:.1f} (per image {div['sigma_per_image']:.2f})"
               f"  delta {div['delta']}  PCA variance explained "

@@ -191,3 +191,34 @@ def test_blockwise_path_matches_in_memory_path(monkeypatch):
     assert diversity_sigma_delta(small)["eigenvalues_top"] == pytest.approx(
         expected["eigenvalues_top"], rel=1e-9
     )
+
+
+def test_streamed_path_equals_dense_float64_with_many_modes(monkeypatch):
+    """The fast (streamed, block Krylov) path forced on a small set whose delta exceeds the
+    first 32 eigenvalues (so the solve grows to 64): sigma, delta and the eigenvalues, the PCA
+    and rho equal the dense float64 computation (eigendecomposition of the scatter matrix)."""
+    n, size = 300, 16
+    images = 0.3 * smooth_family(n, size=size, n_basis=8, seed=2)
+    rng = np.random.default_rng(4)
+    coef = rng.normal(size=(n, 60))  # comparable weights: ~60 modes of ~1.6 % each
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    waves = np.stack([np.cos(np.pi * (i % 7 + 1) * yy + np.pi * (i // 7) * xx) for i in range(60)])
+    images = (images + np.einsum("nk,khw->nhw", coef, waves)[:, None]).astype(np.float32)
+    flat = images.reshape(n, -1).astype(np.float64)
+    centred = flat - flat.mean(axis=0)
+    w, v = np.linalg.eigh(centred.T @ centred)
+    w, v = w[::-1], v[:, ::-1]
+    sigma = float(np.sum(centred**2))
+    monkeypatch.setattr(delplace, "_DENSE_BYTES", 0)
+    monkeypatch.setattr(delplace, "_BLOCK_BYTES", 8 * 256 * 9)  # 9 rows per float64 block
+    out = diversity_sigma_delta(images)
+    assert out["delta"] == int(np.sum(w > 0.01 * sigma)) > 32
+    assert out["sigma"] == pytest.approx(sigma, rel=1e-10)
+    top = np.asarray(out["eigenvalues_top"])
+    np.testing.assert_allclose(top, w[: len(top)], rtol=1e-6)
+    pca = fit_real_pca(images)
+    np.testing.assert_allclose(pca.explained_variance * (n - 1), w[:16], rtol=1e-6)
+    u = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    expected = np.linalg.norm(u @ v[:, :16], axis=1)
+    np.testing.assert_allclose(realism_per_image(images, pca), expected, rtol=1e-6)
+    assert realism_rho(images, pca) == pytest.approx(expected.mean(), rel=1e-6)

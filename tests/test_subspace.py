@@ -47,3 +47,27 @@ def test_too_few_iterations_raise_and_bad_sizes_are_refused():
         top_eigenpairs(op, 8, max_iter=2)
     with pytest.raises(ValueError, match="block"):
         top_eigenpairs(op, 390)
+
+
+@pytest.mark.parametrize("max_blocks", [1, 2, 12])  # 1: plain subspace iteration (a restart
+def test_krylov_restarts_match_a_dense_svd(max_blocks):  # every pass); 2: thick restarts
+    x = designed()
+    eig, vt = naive(x)
+    op = CentredRows(x, x.astype(np.float64).mean(axis=0), block_bytes=4 * 400 * 50)
+    theta, vec, info = top_eigenpairs(op, 8, tol=1e-9, vectors=True, max_blocks=max_blocks)
+    np.testing.assert_allclose(theta, eig[:8], rtol=1e-9)
+    assert np.abs(vec.T @ vec - vt[:8].T @ vt[:8]).max() < 1e-8
+    assert info["iterations_float64"] >= 1
+
+
+def test_krylov_basis_beyond_the_rank_stays_exact():
+    """Rank 10 (after centring): the Krylov basis (4 blocks of 24) outgrows it; the extra
+    directions are null vectors, kept orthonormal, and the top eigenvalues stay exact."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(120, 10)) * np.linspace(5, 1, 10)) @ rng.normal(size=(10, 300)) + 2.0
+    x = x.astype(np.float32)
+    eig, vt = naive(x)
+    op = CentredRows(x, x.astype(np.float64).mean(axis=0), block_bytes=2**30)
+    theta, vec, _ = top_eigenpairs(op, 8, tol=1e-9, vectors=True, max_blocks=4)
+    np.testing.assert_allclose(theta, eig[:8], rtol=1e-9)
+    assert np.abs(vec.T @ vec - vt[:8].T @ vt[:8]).max() < 1e-8

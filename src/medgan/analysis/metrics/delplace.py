@@ -13,12 +13,18 @@
 Nothing here forms an N x N or D x D matrix. Up to 512 MB (5000 images of 64 x 64: 164 MB) the
 centred float64 matrix is kept in memory and the eigen-decompositions are truncated SVDs by
 ARPACK (:func:`scipy.sparse.linalg.svds`, tol=0). Larger sets (Table 3's 11,328 images of
-256 x 256: 3 GB of float32) are streamed in row blocks through block subspace iteration with a
-Rayleigh-Ritz step (:mod:`medgan.analysis.metrics.subspace`): float32 products with float64
-accumulation until float32's floor, then float64 products, stopping when every wanted Ritz pair
-passes a float64 residual check (eigenvalue error r^2 / gap below 1e-7 relative; eigenvector
-angle r / gap below 1e-10 for the PCA). benchmarks/delplace_bench.py times it at the paper's
-size and compares it with the naive SVD.
+256 x 256: 3 GB of float32) are streamed in row blocks through block Krylov iteration with a
+Rayleigh-Ritz step over the Krylov basis (:mod:`medgan.analysis.metrics.subspace`): float32
+products with float64 accumulation until float32's floor, then float64 products, stopping when
+every wanted Ritz pair passes a float64 residual check (eigenvalue error r^2 / gap below 1e-7
+relative; eigenvector angle r / gap below 1e-9 for the PCA, so each rho_g moves by less than
+1e-9). sigma is exact from the row norms (one float64 pass), whatever the eigen-solver does.
+The N x N Gram matrix of the centred images was considered and rejected by measurement: it
+costs N^2 D / 2 = 4.2e12 multiply-adds at Table 3's size (as much as one pass with a block of
+N / 4 = 2,832 vectors; 72 s of sgemm or 165 s of dgemm at the 117 / 51 GFLOP/s measured here on
+2 cores, and a float32 Gram of uncentred float32 images would not keep 1e-6), while the Krylov
+solves need ~10 passes with blocks of 32-48 vectors. benchmarks/delplace_bench.py times it at
+the paper's size and compares it with the naive SVD.
 """
 
 from __future__ import annotations
@@ -34,11 +40,11 @@ from medgan.analysis.metrics.subspace import CentredRows, top_eigenpairs
 
 _BLOCK_BYTES = 32 * 2**20  # float64 block of rows processed at once
 _DENSE_BYTES = 512 * 2**20  # below this the centred float64 matrix is kept in memory
-_SVD_SEED = 0  # ARPACK's / the subspace iteration's start: fixed, so results are deterministic
+_SVD_SEED = 0  # ARPACK's / the Krylov iteration's start: fixed, so results are deterministic
 _FIRST_EIGENVALUES = 16  # diversity: eigenvalues computed first (more only if all exceed)
-_OVERSAMPLE = 16  # subspace iteration: block = wanted + this many vectors
-_VALUE_TOL = 1e-7  # subspace iteration: relative eigenvalue error (r^2 / gap) for delta
-_VECTOR_TOL = 1e-10  # ... angle of the PCA's eigenvectors (r / gap)
+_OVERSAMPLE = 16  # Krylov iteration: block = wanted + this many vectors
+_VALUE_TOL = 1e-7  # Krylov iteration: relative eigenvalue error (r^2 / gap) for delta
+_VECTOR_TOL = 1e-9  # ... angle of the PCA's eigenvectors (r / gap): rho_g moves by <= this
 
 
 def check_images(images: Any, name: str = "images", *, min_images: int = 1) -> np.ndarray:
@@ -127,9 +133,9 @@ def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool, start=None):
 
     Singular values alone come from a dense ``np.linalg.svd(compute_uv=False)`` when N or D is
     tiny (<= 2k + 2, so X is small). A centred matrix kept in memory (<= ``_DENSE_BYTES``) goes
-    to ARPACK (k < min(N, D) required). A streamed one goes to block subspace iteration
+    to ARPACK (k < min(N, D) required). A streamed one goes to block Krylov iteration
     (:func:`medgan.analysis.metrics.subspace.top_eigenpairs`, float32 products then float64,
-    eigenvalue errors r^2/gap below 1e-7 relative, angles r/gap below 1e-10 when the vectors
+    eigenvalue errors r^2/gap below 1e-7 relative, angles r/gap below 1e-9 when the vectors
     are wanted), which also returns the vectors; ``start`` (k', D) seeds its start block.
     ARPACK remains for streamed matrices too narrow for the block.
     """
@@ -204,7 +210,7 @@ def fit_real_pca(real: np.ndarray, *, n_components: int = 16) -> RealPCA:
     """PCA of the real images: the top ``n_components`` eigenvectors of their covariance.
 
     Delplace 2019 sec. 3.2 uses 16 components ("55 %" of the variance of OASIS). Computed by
-    a truncated SVD (ARPACK; subspace iteration for large sets) of the centred (N, D) matrix, so
+    a truncated SVD (ARPACK; block Krylov for large sets) of the centred (N, D) matrix, so
     it agrees with an eigendecomposition of ``np.cov`` of the flattened images to ~1e-10
     without forming it. Needs N >= n_components + 2 images and D > n_components pixels;
     constant data raise.
@@ -258,10 +264,15 @@ def realism_per_image(images: np.ndarray, pca: RealPCA) -> np.ndarray:
     flat = arr.reshape(n, d)
     tiny = 1e-9 * math.sqrt(pca.total_variance)
     out = np.empty(n)
-    for sl in _row_blocks(n, d):
-        c = flat[sl].astype(np.float64) - pca.mean
+    comp_t = np.ascontiguousarray(pca.components.T)
+    rows = min(n, max(1, _BLOCK_BYTES // d))  # 256 MB float64 blocks: dgemm efficiency
+    buffer = np.empty((rows, d))  # reused: a fresh block each time costs page faults
+    for start in range(0, n, rows):
+        sl = slice(start, min(n, start + rows))
+        c = buffer[: sl.stop - sl.start]
+        np.subtract(flat[sl], pca.mean, out=c)
         norm = np.sqrt(np.einsum("ij,ij->i", c, c))
-        proj = np.linalg.norm(c @ pca.components.T, axis=1)
+        proj = np.linalg.norm(c @ comp_t, axis=1)
         ok = norm > tiny
         out[sl] = np.where(ok, proj / np.where(ok, norm, 1.0), 0.0)
     return np.clip(out, 0.0, 1.0)
@@ -291,9 +302,10 @@ def diversity_sigma_delta(
     1 / threshold of them can exceed threshold * sigma. The largest
     min(max_eigenvalues, N - 1, D) eigenvalues (squared singular values of the centred matrix,
     by truncated SVD) therefore contain all of them when max_eigenvalues >= floor(1/threshold);
-    a smaller ``max_eigenvalues`` raises. To save time the top 16 are computed first, and
-    more (x 4 with ARPACK, x 2 streamed, up to that cap) only while the smallest computed one
-    still exceeds the threshold; once the k-th largest is below it, the count is exact.
+    a smaller ``max_eigenvalues`` raises. To save time the top 16 (32 when streamed: a rerun
+    there costs a whole solve) are computed first, and more (x 4 with ARPACK, x 2 streamed, up
+    to that cap) only while the smallest computed one still exceeds the threshold; once the
+    k-th largest is below it, the count is exact.
     Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
     sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S,
     descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many
@@ -315,7 +327,8 @@ def diversity_sigma_delta(
     cap = min(max_eigenvalues, n - 1, d)
     eig = np.zeros(0)
     sigma = max(sigma, 0.0)
-    k = min(cap, _FIRST_EIGENVALUES)
+    streamed = op._dense is None and min(n, d) > 2 * _FIRST_EIGENVALUES + _OVERSAMPLE
+    k = min(cap, (2 if streamed else 1) * _FIRST_EIGENVALUES)  # a restart costs a full solve
     vt = None
     while sigma > 0 and k >= 1:
         s, vt = _top_singular(op, k, vectors=False, start=vt)

@@ -2,30 +2,39 @@
 
 For an (N, D) matrix of flattened images X with mean m, the centred matrix is A = X - 1 m^T and
 its scatter matrix M = A^T A (D x D, never formed). :func:`top_eigenpairs` finds the k largest
-eigenvalues of M (the squared singular values of A) and their eigenvectors by **block subspace
-iteration with a Rayleigh-Ritz step** (Saad, "Numerical methods for large eigenvalue problems",
-ch. 5; Halko, Martinsson & Tropp 2011, alg. 4.4):
+eigenvalues of M (the squared singular values of A) and their eigenvectors by **block Krylov
+iteration with a Rayleigh-Ritz step over the whole Krylov basis** (Saad, "Numerical methods for
+large eigenvalue problems", ch. 5-6; Musco & Musco 2015, "Randomized block Krylov methods"):
 
 1. V: an orthonormal (D, b) start block, b = k + oversample, from a seeded Gaussian draw.
-2. W = M V, applied as A^T (A V) over blocks of rows of X (the centring is folded in: A V =
-   X V - 1 (m^T V) and A^T U = X^T U - m (1^T U)), so one pass over the images per iteration.
-3. Rayleigh-Ritz: H = V^T W (b x b), H = S diag(theta) S^T; the Ritz pairs (theta_i, V S_i).
-4. Convergence check (stated): with r_i = ||M v_i - theta_i v_i|| the residual of a wanted pair,
+2. One pass over the images per block: W = M V, applied as A^T (A V) over blocks of rows of X
+   (the centring is folded in: A V = X V - 1 (m^T V) and A^T U = X^T U - m (1^T U)).
+3. The basis Q = [V_0, V_1, ...] grows by the new block W orthogonalised against it (block
+   classical Gram-Schmidt twice), so after j passes it spans [V, M V, ..., M^(j-1) V] (j b
+   vectors); H = Q^T M Q comes from the stored M Q without another pass.
+4. Rayleigh-Ritz: H = S diag(theta) S^T; the top b Ritz pairs (theta_i, Q S_i), M Q S_i known.
+5. Convergence check (stated): with r_i = ||M v_i - theta_i v_i|| the residual of a wanted pair,
    * eigenvalues (sigma, delta): min(r_i, r_i^2 / gap_i) <= tol theta_i (tol 1e-7), with gap_i
      = min_{j != i} |theta_i - theta_j| the distance to the other Ritz values; an eigenvalue of
      M lies within r_i of theta_i (Weyl) and, when r_i <= 1e-3 theta_i, within ~r_i^2 / gap_i
      (Kato-Temple), so each eigenvalue is within ~tol relative;
-   * eigenvectors (the PCA): r_i / (theta_i - theta_{k+1}) <= tol (1e-10): the sin-theta bound
-     (Davis-Kahan) on the angle between the wanted subspace and M's top-k invariant subspace,
-     which is all that rho depends on (close pairs inside it do not slow the check).
-   Residuals below 1e-12 theta_1 count as converged (rank-deficient data). Otherwise
-   V = qr(W S) and repeat from 2.
+   * eigenvectors (the PCA): r_i / (theta_i - theta_{k+1}) <= tol (1e-9 from delplace): the
+     sin-theta bound (Davis-Kahan) on the angle between the wanted subspace and M's top-k
+     invariant subspace, which is all that rho depends on (close pairs inside it do not slow
+     the check; rho_g moves by at most that sine).
+   Residuals below 1e-12 theta_1 count as converged (rank-deficient data). Otherwise the next
+   pass; after ``max_blocks`` blocks (12) the basis restarts from the top b Ritz vectors.
 
-Precision: the products X V and X^T U are done in float32 (4x the speed of float64 on this
-machine's BLAS) with float64 accumulation across row blocks, until the check passes on the
-float32 residuals or they stop improving (float32's floor); then the iteration continues with
-float64 products, and only a float64 iteration can pass the final check. So the returned Ritz
-values and vectors come from a float64 Rayleigh-Ritz step whose float64 residuals were checked.
+Precision: the products X V and X^T U are done in float32 (3-4x the speed of float64 on this
+machine's BLAS) with float64 accumulation across row blocks and float64 basis, H and
+Rayleigh-Ritz, until the check passes on the float32 residuals or they stop improving (float32's
+floor); then a new Krylov run in float64 products starts from the top b Ritz vectors, and only
+a float64 run can pass the final check. So the returned Ritz values and vectors come from a
+float64 Rayleigh-Ritz step whose float64 residuals were checked. Compared with plain subspace
+iteration (Rayleigh-Ritz on the last block only), the Krylov basis needs about half the passes
+on Table 3's images (benchmarks/delplace_bench.py), at the price of (D, 12 b) float64 arrays
+(Q and M Q: 2 x 300 MB at D = 65,536, b = 48) and O(D (j b) b) flops of orthogonalisation per
+pass, small next to a pass over N = 11,328 images.
 """
 
 from __future__ import annotations
@@ -111,6 +120,70 @@ def _orthonormal(w: np.ndarray) -> np.ndarray:
     return np.linalg.qr(w)[0]
 
 
+class _Krylov:
+    """Block Krylov passes [V, M V, M^2 V, ...] in one precision, restarted from the top b Ritz
+    vectors when the basis reaches ``max_blocks`` blocks; Rayleigh-Ritz over the whole basis.
+    The basis Q, its image M Q and H = Q^T M Q live in preallocated arrays (one gemm per
+    block against the whole basis, not one per block pair)."""
+
+    def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int):
+        self.op, self.k, self.b, self.vectors, self.max_blocks = op, k, b, vectors, max_blocks
+        width = max_blocks * b  # stored transposed (rows = vectors): contiguous slices
+        self.qt = np.empty((width, op.shape[1]))
+        self.mqt = np.empty((width, op.shape[1]))
+        self.h = np.empty((width, width))
+
+    def _ritz(self, m: int):
+        """Top b Ritz values (descending), vectors Y and M Y (D, b) from the first m vectors."""
+        h = self.h[:m, :m]
+        theta, s = np.linalg.eigh((h + h.T) / 2)
+        st = np.ascontiguousarray(s[:, ::-1][:, : self.b].T)
+        return theta[::-1][: self.b], (st @ self.qt[:m]).T, (st @ self.mqt[:m]).T
+
+    def _extend(self, m: int, w: np.ndarray) -> None:
+        """Put w (b, D), made orthonormal and orthogonal to the first m vectors (block classical
+        Gram-Schmidt twice, normalised; once more if the check finds it needed), at m .. m + b."""
+        qt = self.qt[:m]
+        for sweep in range(3):
+            if sweep < 2:
+                w = w - (w @ qt.T) @ qt
+                continue
+            w = _orthonormal(w.T).T
+            if np.max(np.abs(w @ qt.T)) < 1e-12:
+                break
+            w = w - (w @ qt.T) @ qt  # rank nearly exhausted: w was tiny
+            w = _orthonormal(w.T).T
+        self.qt[m : m + self.b] = w
+
+    def run(self, v: np.ndarray, dtype, passes: int, tol: float):
+        """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
+        Returns (theta, Y, worst error, passes used)."""
+        b, history, m, used = self.b, [], 0, 0
+        self.qt[:b] = v.T
+        while used < passes:
+            used += 1
+            new = slice(m, m + b)
+            self.mqt[new] = self.op.scatter_times(self.qt[new].T, dtype=dtype).T
+            m += b
+            self.h[:m, new] = self.qt[:m] @ self.mqt[new].T
+            self.h[new, :m] = self.h[:m, new].T
+            theta, y, my = self._ritz(m)
+            res = np.linalg.norm(my - y * theta, axis=0)
+            worst = _worst_error(theta, res, self.k, vectors=self.vectors)
+            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
+            history.append(worst)
+            if worst <= tol or (dtype is np.float32 and stalled):
+                break
+            if m >= self.max_blocks * b and self.max_blocks == 1:  # plain subspace iteration
+                self.qt[:b], m = _orthonormal(my).T, 0
+                continue
+            if m >= self.max_blocks * b:  # thick restart: keep the Ritz vectors and M Y
+                self.qt[:b], self.mqt[:b], m, new = y.T, my.T, b, slice(0, b)
+                self.h[:b, :b] = y.T @ my
+            self._extend(m, self.mqt[new])
+        return theta, y, worst, used
+
+
 def top_eigenpairs(
     op: CentredRows,
     k: int,
@@ -121,14 +194,18 @@ def top_eigenpairs(
     max_iter: int = 300,
     seed: int = 0,
     start: np.ndarray | None = None,
+    max_blocks: int = 12,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The k largest eigenvalues of M = A^T A (descending) and eigenvectors (k, D).
 
     ``vectors``: check the eigenvectors' angles (r / gap <= tol) instead of the eigenvalues'
     errors (r^2 / gap <= tol theta). ``start`` (D, j): vectors to put first in the start block
-    (a previous, smaller run). Returns (eigenvalues, eigenvectors, info) with info = iterations
-    in float32 and float64, the block size and the largest error estimate of the wanted pairs.
-    RuntimeError if ``max_iter`` iterations do not pass the check. Needs k + oversample <=
+    (a previous, smaller run). Block Krylov (``max_blocks`` blocks of b = k + oversample vectors
+    before a restart) in float32 products until the check passes on float32 residuals or stalls,
+    then in float64 products from the top b Ritz vectors until the check passes on float64
+    residuals. Returns (eigenvalues, eigenvectors, info) with info = products (passes over the
+    images) in float32 and float64, the block size and the largest error estimate of the wanted
+    pairs. RuntimeError if ``max_iter`` passes do not pass the check. Needs k + oversample <=
     min(N, D) (callers use a dense SVD below that).
     """
     n, d = op.shape
@@ -140,26 +217,20 @@ def top_eigenpairs(
     if start is not None:
         v[:, : start.shape[1]] = start
     v, _ = np.linalg.qr(v)
-    dtype, counts, history = np.float32, {"float32": 0, "float64": 0}, []
-    for _ in range(max_iter):
-        w = op.scatter_times(v, dtype=dtype)
-        counts[np.dtype(dtype).name] += 1
-        h = v.T @ w
-        theta, s = np.linalg.eigh((h + h.T) / 2)
-        theta, s = theta[::-1], s[:, ::-1]
-        v, w = v @ s, w @ s
-        worst = _worst_error(theta, np.linalg.norm(w - v * theta, axis=0), k, vectors=vectors)
-        if dtype is np.float64 and worst <= tol:
-            info = {"iterations_float32": counts["float32"],
-                    "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}
-            log.info("top %d eigenpairs: %s", k, info)
-            return np.clip(theta[:k], 0.0, None), v[:, :k].T.copy(), info
-        if dtype is np.float32:
-            stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
-            if worst <= tol or stalled:
-                dtype = np.float64
-            history.append(worst)
-        v = _orthonormal(w)
+    krylov = _Krylov(op, k, b, vectors=vectors, max_blocks=max(1, min(max_blocks, min(n, d) // b)))
+    counts, left, worst = {"float32": 0, "float64": 0}, max_iter, np.inf
+    for dtype in (np.float32, np.float64):
+        if left <= 0:
+            break
+        theta, y, worst, used = krylov.run(v, dtype, left, tol)
+        counts[np.dtype(dtype).name] += used
+        left -= used
+        v = _orthonormal(y)
+    if counts["float64"] and worst <= tol:
+        info = {"iterations_float32": counts["float32"],
+                "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}
+        log.info("top %d eigenpairs: %s", k, info)
+        return np.clip(theta[:k], 0.0, None), y[:, :k].T.copy(), info
     raise RuntimeError(
         f"subspace iteration for the top {k} eigenvalues did not converge in {max_iter} "
         f"iterations (largest relative residual {worst:.2e} > {tol:.0e})"
