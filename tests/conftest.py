@@ -87,3 +87,15 @@ def tensors_by_name(obj, prefix=""):
     for k, v in items:
         out.update(tensors_by_name(v, f"{prefix}.{k}"))
     return out
+
+
+def noise_dataset(path):
+    """A prepared dataset of 8 seeded noise images (1 channel T1, 16 px, one subject each)."""
+    import numpy as np
+
+    from medgan.data.prepared import PreparedDatasetWriter
+
+    images = np.random.default_rng(0).normal(size=(8, 1, 16, 16)).astype(np.float32)
+    with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
+        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
+    return path

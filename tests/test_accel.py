@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import noise_dataset
 
-from medgan.data.prepared import PreparedDatasetWriter
 from medgan.training import (
     accel,
     draw_latents,
@@ -26,11 +26,7 @@ ALL_OFF = dict.fromkeys(ALL_ON, False)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "prepared"
-    images = np.random.default_rng(0).normal(size=(8, 1, 16, 16)).astype(np.float32)
-    with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
-        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
-    return path
+    return noise_dataset(tmp_path_factory.mktemp("data") / "prepared")
 
 
 def _train(data, out, **kw):

@@ -1,10 +1,9 @@
 """The trainer's SLURM time-limit logic without a cluster (medgan.training.deadline); the real
 cluster runs are in test_slurm.py."""
 
-import numpy as np
 import pytest
+from conftest import noise_dataset
 
-from medgan.data.prepared import PreparedDatasetWriter
 from medgan.training import deadline as dl
 from medgan.training import train_gan
 from medgan.training.checkpoint import EXIT_INTERRUPTED, TrainingInterrupted, load_checkpoint
@@ -76,11 +75,7 @@ def test_squeue_of_an_unknown_job_gives_none(monkeypatch):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "prepared"
-    images = np.random.default_rng(0).normal(size=(8, 1, 16, 16)).astype(np.float32)
-    with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
-        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
-    return path
+    return noise_dataset(tmp_path_factory.mktemp("data") / "prepared")
 
 
 ARGS = {
