@@ -32,6 +32,12 @@ include: "workflow/rules/papers/beers2018.smk"
 include: "workflow/rules/papers/delplace2019.smk"
 
 
+# The end of every run: the health verdict of every model, one line each
+# (results/figures/<study>/health.tsv, medgan.analysis.health).
+onsuccess:
+    print_health(health_tables())
+
+
 rule all:
     default_target: True
     input:

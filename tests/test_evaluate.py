@@ -16,6 +16,7 @@ from medgan.analysis.evaluate import (
     synthetic_count,
     train_dataset_feature_net,
 )
+from medgan.analysis.health import VERDICTS
 from medgan.analysis.latent_analysis import interpolate_model, invert_heldout, tsne_of_training_set
 from medgan.analysis.metrics.controls import structured_images
 from medgan.data.prepared import PreparedDatasetWriter
@@ -75,6 +76,12 @@ def test_evaluate_model_writes_both_rows(model):
     for col in ("rho", "sigma", "delta", "swd_mean", "msssim_mean", "domain_fid",
                 "domain_coverage", "c2st_accuracy", "c2st_p_value", "memo_share_closer"):
         assert np.isfinite(table[col]).all(), col
+    # the two-sample test draws as many synthetic images as there are training images; the
+    # baseline has only the held-out ones; cross-validation tests every kept image once
+    # (up to 2 x 36 and 2 x 12, less what the patient-aware folds trim to balance the classes)
+    n_test = list(table["c2st_n_test"])
+    assert 60 <= n_test[0] <= 72 and 16 <= n_test[1] <= 24 and list(table["c2st_folds"]) == [2, 2]
+    assert (table["c2st_accuracy_lo"] <= table["c2st_accuracy"]).all()
     on_disk = pd.read_csv(out / "metrics.tsv", sep="\t")
     assert list(on_disk["model"]) == ["m1", "m1"] and on_disk["channels"][0] == "T2+T1"
     record = json.loads((out / "metrics.json").read_text())
@@ -88,10 +95,20 @@ def test_study_table_keeps_one_baseline_per_dataset_view(model, tmp_path):
     out = model / "analysis" / "metrics.tsv"
     other = tmp_path / "other.tsv"
     pd.read_csv(out, sep="\t").assign(model="m2").to_csv(other, sep="\t", index=False)
-    table = study_metrics_table([out, other], tmp_path / "study.tsv")
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text('{"step": 1, "d_loss": 1.0}\n{"step": 2, "d_loss": Infinity}\n')
+    table = study_metrics_table([out, other], tmp_path / "study.tsv",
+                                stats_files={"m1": model / "run" / "stats.jsonl", "m2": stats,
+                                             "m3": model / "run" / "stats.jsonl"},
+                                health_path=tmp_path / "health.tsv")
     assert list(table["model"]) == ["real held-out vs train", "m1", "m2"]
     assert list(table["source"]) == ["real_heldout", "synthetic", "synthetic"]
-    assert list(table.columns[:4]) == ["model", "source", "dataset", "channels"]
+    assert list(table.columns[:5]) == ["model", "source", "health", "dataset", "channels"]
+    assert table["health"][0] == "baseline" and table["health"][2] == "diverged"
+    assert table["health"][1] in VERDICTS and table["health_reason"].notna().all()
+    health = pd.read_csv(tmp_path / "health.tsv", sep="\t")
+    assert list(health["model"]) == ["m1", "m2", "m3"]  # m3: no metrics, judged on its losses
+    assert health["health"][2] == "uncertain" and "metric" in health["health_reason"][2]
     with pytest.raises(InputError, match="missing.tsv"):
         study_metrics_table([tmp_path / "missing.tsv"], tmp_path / "x.tsv")
 

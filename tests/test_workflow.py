@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, run
+
+from medgan.analysis.health import VERDICTS
 
 pytestmark = pytest.mark.workflow
 
@@ -109,7 +112,7 @@ def test_tiny_workflow_produces_every_figure(tiny_run):
     work, _ = tiny_run
     figs = work / "results" / "figures" / "han2018"
     expected = {"real_T1.png", "real_FLAIR.png", "fig3_dcgan.png", "fig4_wgan.png", "models.tsv",
-                "metrics.tsv", "table1.tsv"}
+                "metrics.tsv", "health.tsv", "table1.tsv"}
     for m in ("tiny_dcgan_t1", "tiny_wgan_concat"):
         expected |= {f"synthetic_{m}.png", f"loss_{m}.png"}
     assert {p.name for p in figs.iterdir()} == expected
@@ -184,8 +187,14 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
     assert n_pooled == 4 * n_train  # the same patients, every sequence's slices
     assert list(table["n_reference"]) == [n_train, n_pooled, n_train, n_pooled]
     for col in ("rho", "sigma", "delta", "swd_mean", "msssim_mean", "domain_fid",
-                "c2st_accuracy", "c2st_p_value", "memo_share_closer"):
+                "c2st_accuracy", "c2st_p_value", "memo_share_closer", "health", "health_reason"):
         assert table[col].notna().all(), col
+    for col in ("c2st_accuracy", "domain_precision", "domain_recall", "domain_coverage",
+                "domain_density", "rho", "msssim_mean"):  # every interval holds its value
+        assert (table[f"{col}_lo"] <= table[col]).all() and (table[col] <= table[f"{col}_hi"]).all()
+    assert (table["c2st_n_test"] > 0).all() and (table["domain_n_fake"] > 0).all()
+    assert list(table["health"])[:2] == ["baseline", "baseline"]
+    assert set(table["health"][2:]) <= set(VERDICTS)
     expected = {
         "tiny_dcgan_t1": {"metrics.tsv", "metrics.json", "memorisation.tsv", "memorisation.png",
                           "encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
@@ -214,6 +223,20 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
     record = json.loads((analysis / "tiny_dcgan_labels" / "utility.json").read_text())
     assert record["tasks"][1]["column"] == "tumour" and record["tasks"][1]["classes"] == ["no",
                                                                                            "yes"]
+
+
+def test_tiny_workflow_judges_the_health_of_every_model(tiny_run):
+    work, proc = tiny_run
+    for study in ("han2018", "kitchen2017", "beers2018", "delplace2019"):
+        health = pd.read_csv(work / "results" / "figures" / study / "health.tsv", sep="\t")
+        assert len(health) and set(health["health"]) <= set(VERDICTS), study
+        assert health["health_reason"].notna().all(), study
+        for model in health["model"]:  # the table printed at the end of the run
+            assert re.search(rf"^{model} +{study} +{health.set_index('model').health[model]}",
+                             proc.stdout, re.M), (model, proc.stdout[-3000:])
+    han = pd.read_csv(work / "results" / "figures" / "han2018" / "health.tsv", sep="\t")
+    assert list(han["model"]) == ["tiny_dcgan_t1", "tiny_wgan_concat"]
+    assert "model health" in proc.stdout
 
 
 def test_tiny_workflow_is_complete_after_one_run(tiny_run):
@@ -341,5 +364,9 @@ def test_report_of_the_tiny_run_builds(tiny_run):
     work, _ = tiny_run
     run(["snakemake", "--report", "report.html"], cwd=work)
     html = (work / "report.html").read_text(errors="replace")
-    for text in ("Han et al. 2018", "Seah 2017", "Beers et al. 2018", "Table 1", "Fig. 4"):
+    for text in ("Han et al. 2018", "Seah 2017", "Beers et al. 2018", "Table 1", "Fig. 4",
+                 "Health of every model", "0. model health", '"delplace2019"'):
         assert text in html, text
+    # one category per paper, and every caption renders
+    assert '"Delplace 2019"' not in html
+    assert "Undefined substitution" not in html and "System Message" not in html

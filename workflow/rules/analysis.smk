@@ -199,17 +199,29 @@ rule study_metrics:
             "results/analysis/{model}/utility.tsv",
             model=study_utility_models(wc.study),
         ),
+        stats=lambda wc: expand(
+            "results/models/{model}/stats.jsonl", model=study_models(STUDIES[wc.study])
+        ),
     output:
-        report(
+        table=report(
             "results/figures/{study}/metrics.tsv",
             caption="../report/study_metrics.rst",
             category="{study}",
             subcategory="metrics",
         ),
+        health=report(
+            "results/figures/{study}/health.tsv",
+            caption="../report/health.rst",
+            category=HEALTH_CATEGORY,
+            subcategory="{study}",
+        ),
     log:
         "logs/figures/{study}/metrics.log",
     conda:
         MEDGAN_ENV
+    params:
+        models=lambda wc: study_models(STUDIES[wc.study]),
+        health=config["analysis"]["health"],
     script:
         "../scripts/study_metrics.py"
 

@@ -9,6 +9,7 @@ from medgan.config import (
 )
 from pathlib import Path
 
+from medgan.analysis.health import print_health
 from medgan.studies.vtt.settings import check_vtt_config, vtt_answers_dir, vtt_kits
 
 check_config(config)
@@ -130,9 +131,18 @@ def study_targets(study):
         out.append(f"results/figures/{study}/loss_{m}.png")
     out += [f"results/figures/{study}/{p}.png" for p in STUDIES[study]["panels"]]
     out.append(f"results/figures/{study}/models.tsv")
-    if study_metric_models(study) or study_utility_models(study):
-        out.append(f"results/figures/{study}/metrics.tsv")
+    out.append(f"results/figures/{study}/metrics.tsv")
+    out.append(f"results/figures/{study}/health.tsv")
     return out
+
+
+# The health verdicts (medgan.analysis.health): the report's first category (digits sort
+# before letters), and the table printed at the end of a run (Snakefile's onsuccess).
+HEALTH_CATEGORY = "0. model health"
+
+
+def health_tables():
+    return [f"results/figures/{study}/health.tsv" for study in STUDIES]
 
 
 def synthetic_targets():

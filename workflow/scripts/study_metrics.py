@@ -3,5 +3,10 @@ from medgan.runlog import log_to
 
 log_to(snakemake.log[0])
 study_metrics_table(
-    list(snakemake.input.tables), snakemake.output[0], list(snakemake.input.utility)
+    list(snakemake.input.tables),
+    snakemake.output.table,
+    list(snakemake.input.utility),
+    stats_files=dict(zip(snakemake.params.models, snakemake.input.stats)),
+    health_path=snakemake.output.health,
+    health=snakemake.params.health,
 )

@@ -38,8 +38,8 @@ DELPLACE_N = 11328  # Delplace 2019: N generated images for rho, sigma and delta
 DEFAULT_METRICS = ["delplace", "swd", "msssim", "domain", "c2st", "memorisation"]
 SOURCE_SYNTHETIC, SOURCE_HELDOUT = "synthetic", "real_heldout"
 FLOAT_FORMAT = "%.6g"
-FIRST_COLUMNS = ["model", "source", "dataset", "channels", "resolution", "n_reference",
-                 "n_candidate"]
+FIRST_COLUMNS = ["model", "source", "health", "dataset", "channels", "resolution",
+                 "n_reference", "n_candidate", "health_reason"]
 
 
 @dataclass
@@ -106,6 +106,20 @@ def synthetic_count(setting: int | str, n_heldout: int) -> int:
     return setting
 
 
+def c2st_count(setting: int | str, n_reference: int, n_synthetic: int) -> int:
+    """``analysis.metrics.c2st_n_synthetic``: an integer, ``"reference"`` (as many as the
+    reference set: the classes then balance at the reference's size) or ``"heldout"`` (the
+    scored synthetic set itself, ``n_synthetic``)."""
+    if setting == "reference":
+        return n_reference
+    if setting == "heldout":
+        return n_synthetic
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 4:
+        raise ValueError(f"c2st_n_synthetic must be an integer >= 4, 'reference' or "
+                         f"'heldout', got {setting!r}")
+    return setting
+
+
 def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
                    split: str | os.PathLike, out_dir: str | os.PathLike, *,
                    settings: dict[str, Any] | None = None,
@@ -117,7 +131,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     the dataset's feature-network checkpoint (needed by the ``domain`` metrics). Returns the
     metrics table (one row per scored set).
     """
-    from medgan.training.generate import generate_from, load_generator
+    from medgan.training.generate import load_generator
 
     settings = dict(settings or {})
     names = list(settings.get("include", DEFAULT_METRICS))
@@ -128,27 +142,8 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     G, config = load_generator(checkpoint, device=device)
     data = load_model_data(checkpoint, data_dir, split, seed=seed, config=config,
                            max_reference=settings.get("max_reference"))
-    n_syn = synthetic_count(settings.get("n_synthetic", "heldout"), len(data.heldout))
-    synthetic = generate_from(G, config, n_syn, seed=seed)
-    if not np.isfinite(synthetic).all():
-        raise InputError(checkpoint, "the generator makes non-finite values")
-    # Delplace's rho, sigma, delta on the paper's N = 11,328 images (``delplace_n``) where the
-    # data allow: any number of synthetic images, at most all held-out real ones
-    delplace_n = int(settings.get("delplace_n", DELPLACE_N))
-    delplace_synthetic = None
-    if "delplace" in names and delplace_n != n_syn:
-        delplace_synthetic = generate_from(G, config, delplace_n, seed=seed + 1)
-
-    feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None}
-    if "domain" in names:
-        if featurenet is None:
-            raise ValueError("the domain metrics need the dataset's feature network")
-        from medgan.analysis.metrics.featurenet import extract_features, load_feature_net
-
-        net, net_info = load_feature_net(featurenet)
-        for key, images in (("train", data.train), ("heldout", data.heldout),
-                            ("synthetic", synthetic)):
-            feats[key] = extract_features(net, net_info, images, data.channel_names)
+    sets = _synthetic_sets(G, config, data, names, settings, checkpoint)
+    feats = _features(names, featurenet, data, sets["synthetic"])
     detector = None
     inception_path = settings.get("inception_weights") or ""
     if inception_path:
@@ -156,37 +151,14 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
 
         detector = load_inception(inception_path)
         names.append("inception")
-    windows = channel_windows(data.train)
-    data_range = float(data.train.max() - data.train.min()) or 1.0
-
-    rows, tables = [], {}
-    for source, candidate, groups, cand_feats, delplace_set in (
-            (SOURCE_SYNTHETIC, synthetic, None, feats["synthetic"], delplace_synthetic),
-            (SOURCE_HELDOUT, data.heldout, data.heldout_groups, feats["heldout"],
-             data.heldout[:delplace_n])):
-        inputs = MetricInputs(
-            reference=data.train, candidate=candidate, heldout=data.heldout,
-            channel_names=data.channel_names, data_range=data_range, settings=settings,
-            seed=seed, reference_groups=data.train_groups, candidate_groups=groups,
-            reference_features=feats["train"], candidate_features=cand_feats,
-            inception=detector, windows=windows, delplace_candidate=delplace_set)
-        t_set = time.perf_counter()
-        values = compute_metrics(inputs, names)
-        log.info("%s %s: %d metrics in %.1f s", model_name, source, len(values),
-                 time.perf_counter() - t_set)
-        rows.append({"model": model_name, "source": source,
-                     "dataset": Path(data_dir).name, "channels": "+".join(data.channel_names),
-                     "resolution": data.train.shape[-1], "n_reference": len(data.train),
-                     "n_candidate": len(candidate), **values})
-        tables[source] = inputs.cache.get("memorisation_table")
-    table = pd.DataFrame(rows)
+    table, memo = _score_sets(data, sets, feats, detector, names, settings,
+                              model_name=model_name, dataset=Path(data_dir).name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    memo = tables.get(SOURCE_SYNTHETIC)
     write_tsv(out_dir / "memorisation.tsv", memo if memo is not None else pd.DataFrame())
-    _plot_memorisation(out_dir / "memorisation.png", synthetic, data, memo,
-                       n=int(settings.get("memorisation_pairs", 8)), windows=windows,
-                       title=model_name)
+    _plot_memorisation(out_dir / "memorisation.png", sets["synthetic"], data, memo,
+                       n=int(settings.get("memorisation_pairs", 8)),
+                       windows=channel_windows(data.train), title=model_name)
     write_json(out_dir / "metrics.json", {
         "model": model_name, "checkpoint": str(checkpoint), "data_dir": str(data_dir),
         "split": str(split), "featurenet": None if featurenet is None else str(featurenet),
@@ -195,6 +167,84 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     # last: marks the analysis complete
     write_tsv(out_dir / "metrics.tsv", table, float_format=FLOAT_FORMAT)
     return table
+
+
+def _synthetic_sets(G, config: dict[str, Any], data: ModelData, names: list[str],
+                    settings: dict[str, Any], checkpoint) -> dict[str, np.ndarray | None]:
+    """The synthetic images a model is scored on: ``synthetic`` (``n_synthetic``), and the
+    larger sets of Delplace's metrics (``delplace``, ``delplace_n`` images) and of the
+    two-sample test (``c2st``, ``c2st_n_synthetic``); None where the scored set serves."""
+    from medgan.training.generate import generate_from
+
+    seed = int(settings.get("seed", 0))
+    n_syn = synthetic_count(settings.get("n_synthetic", "heldout"), len(data.heldout))
+    sets: dict[str, np.ndarray | None] = {
+        "synthetic": generate_from(G, config, n_syn, seed=seed), "delplace": None, "c2st": None}
+    if not np.isfinite(sets["synthetic"]).all():
+        raise InputError(checkpoint, "the generator makes non-finite values")
+    # Delplace's rho, sigma, delta on the paper's N = 11,328 images (``delplace_n``) where the
+    # data allow: any number of synthetic images, at most all held-out real ones
+    delplace_n = int(settings.get("delplace_n", DELPLACE_N))
+    if "delplace" in names and delplace_n != n_syn:
+        sets["delplace"] = generate_from(G, config, delplace_n, seed=seed + 1)
+    # the two-sample test: synthetic images are unlimited, so as many as the real reference
+    n_c2st = c2st_count(settings.get("c2st_n_synthetic", "reference"), len(data.train), n_syn)
+    if "c2st" in names and n_c2st != n_syn:
+        sets["c2st"] = generate_from(G, config, n_c2st, seed=seed + 2)
+    return sets
+
+
+def _features(names: list[str], featurenet, data: ModelData, synthetic: np.ndarray
+              ) -> dict[str, np.ndarray | None]:
+    """Domain features of the training, held-out and synthetic images (None without
+    ``domain``)."""
+    feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None}
+    if "domain" not in names:
+        return feats
+    if featurenet is None:
+        raise ValueError("the domain metrics need the dataset's feature network")
+    from medgan.analysis.metrics.featurenet import extract_features, load_feature_net
+
+    net, net_info = load_feature_net(featurenet)
+    for key, images in (("train", data.train), ("heldout", data.heldout),
+                        ("synthetic", synthetic)):
+        feats[key] = extract_features(net, net_info, images, data.channel_names)
+    return feats
+
+
+def _score_sets(data: ModelData, sets: dict[str, np.ndarray | None],
+                feats: dict[str, np.ndarray | None], detector, names: list[str],
+                settings: dict[str, Any], *, model_name: str, dataset: str
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The metric rows of the synthetic set and of the held-out baseline, and the synthetic
+    set's per-image memorisation table."""
+    seed = int(settings.get("seed", 0))
+    delplace_n = int(settings.get("delplace_n", DELPLACE_N))
+    windows = channel_windows(data.train)
+    data_range = float(data.train.max() - data.train.min()) or 1.0
+    rows, tables = [], {}
+    for source, candidate, groups, cand_feats, delplace_set, c2st_set in (
+            (SOURCE_SYNTHETIC, sets["synthetic"], None, feats["synthetic"], sets["delplace"],
+             sets["c2st"]),
+            (SOURCE_HELDOUT, data.heldout, data.heldout_groups, feats["heldout"],
+             data.heldout[:delplace_n], None)):
+        inputs = MetricInputs(
+            reference=data.train, candidate=candidate, heldout=data.heldout,
+            channel_names=data.channel_names, data_range=data_range, settings=settings,
+            seed=seed, reference_groups=data.train_groups, candidate_groups=groups,
+            reference_features=feats["train"], candidate_features=cand_feats,
+            inception=detector, windows=windows, delplace_candidate=delplace_set,
+            c2st_candidate=c2st_set)
+        t_set = time.perf_counter()
+        values = compute_metrics(inputs, names)
+        log.info("%s %s: %d metrics in %.1f s", model_name, source, len(values),
+                 time.perf_counter() - t_set)
+        rows.append({"model": model_name, "source": source, "dataset": dataset,
+                     "channels": "+".join(data.channel_names),
+                     "resolution": data.train.shape[-1], "n_reference": len(data.train),
+                     "n_candidate": len(candidate), **values})
+        tables[source] = inputs.cache.get("memorisation_table")
+    return pd.DataFrame(rows), tables.get(SOURCE_SYNTHETIC)
 
 
 def _plot_memorisation(path: Path, synthetic: np.ndarray, data: ModelData,
@@ -210,25 +260,31 @@ def _plot_memorisation(path: Path, synthetic: np.ndarray, data: ModelData,
 
 
 def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | os.PathLike,
-                        utility_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
+                        utility_files: list[str | os.PathLike] = (), *,
+                        stats_files: dict[str, str | os.PathLike] | None = None,
+                        health_path: str | os.PathLike | None = None,
+                        health: dict[str, float] | None = None) -> pd.DataFrame:
     """One table of a study: every model's synthetic row, and one real-vs-real row per distinct
     (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with.
     ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
     at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
-    added as ``utility_*`` columns."""
-    frames = []
-    for path in metrics_files:
-        try:
-            frames.append(pd.read_csv(path, sep="\t"))
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(path, f"cannot read the metrics table ({err})") from err
+    added as ``utility_*`` columns.
+
+    Health (:mod:`medgan.analysis.health`): every synthetic row gets ``health`` and
+    ``health_reason`` (judged against its own model's real-vs-real row, with the thresholds
+    ``health`` and the training log of ``stats_files``: model -> ``stats.jsonl``);
+    ``health_path`` receives one row per model of the metrics and of ``stats_files``."""
+    from medgan.analysis.health import study_health
+
+    frames = [_read_metrics(path) for path in metrics_files]
     out = pd.DataFrame(columns=["model", "source"])
     if frames:
         table = pd.concat(frames, ignore_index=True, sort=False)
         synthetic = table[table["source"] == SOURCE_SYNTHETIC]
         baseline = (table[table["source"] == SOURCE_HELDOUT]
                     .drop_duplicates(subset=["dataset", "channels", "resolution"])
-                    .assign(model="real held-out vs train"))
+                    .assign(model="real held-out vs train", health="baseline",
+                            health_reason="held-out real images against the training images"))
         out = pd.concat([baseline, synthetic], ignore_index=True, sort=False)
     if utility_files:
         from medgan.analysis.utility.run import utility_columns
@@ -237,10 +293,25 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
         out = out.merge(utility, on="model", how="left")
         extra = utility[~utility["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
         out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
+    verdicts = study_health(frames, dict(stats_files or {}), thresholds=health)
+    if len(verdicts):
+        judged = verdicts.set_index("model")
+        for column in ("health", "health_reason"):
+            mapped = out["model"].map(judged[column])
+            out[column] = mapped.where(mapped.notna(), out.get(column))
     cols = [c for c in FIRST_COLUMNS if c in out.columns]
     out = out[cols + [c for c in out.columns if c not in cols]]
+    if health_path is not None:
+        write_tsv(health_path, verdicts, float_format=FLOAT_FORMAT)
     write_tsv(out_path, out, float_format=FLOAT_FORMAT)
     return out
+
+
+def _read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(path, f"cannot read the metrics table ({err})") from err
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:

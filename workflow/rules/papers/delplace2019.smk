@@ -35,7 +35,7 @@ rule delplace2019_fig1:
         report(
             f"{DELPLACE_FIGURES}/fig1.png",
             caption="../../report/delplace2019/fig1.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="Fig. 1",
         ),
     log:
@@ -58,7 +58,7 @@ rule delplace2019_interpolations:
         report(
             f"{DELPLACE_FIGURES}/interpolations.png",
             caption="../../report/delplace2019/interpolations.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="latent interpolation",
         ),
     log:
@@ -81,7 +81,7 @@ rule delplace2019_table3:
         report(
             f"{DELPLACE_FIGURES}/table3.tsv",
             caption="../../report/delplace2019/table3.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="Table 3",
         ),
     log:
@@ -106,7 +106,7 @@ rule delplace2019_training_time:
         report(
             f"{DELPLACE_FIGURES}/training_time.tsv",
             caption="../../report/delplace2019/training_time.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="training time",
         ),
     log:
@@ -133,13 +133,13 @@ rule delplace2019_loss_comparison:
         table=report(
             f"{DELPLACE_FIGURES}/loss_comparison.tsv",
             caption="../../report/delplace2019/loss_comparison.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="loss comparison (sec. 3.3)",
         ),
         figure=report(
             f"{DELPLACE_FIGURES}/loss_comparison.png",
             caption="../../report/delplace2019/loss_comparison.rst",
-            category="Delplace 2019",
+            category="delplace2019",
             subcategory="loss comparison (sec. 3.3)",
         ),
     log:
