@@ -209,12 +209,45 @@ def synthetic_vessel_auc(images: np.ndarray, channel_names: Sequence[str],
     import pandas as pd
     from tqdm import tqdm
 
-    from medgan.data.vessels import segment_vessels
-
     images = np.asarray(images) if not isinstance(images, np.ndarray) else images
+    _check_arguments(images, threshold=threshold, overlap=overlap, fov_margin=fov_margin,
+                     batch_size=batch_size, image_ids=image_ids)
+    n, c, h, w = images.shape
+    idx = _channel_indices(channel_names, c)
+    dataset_prep = _check_dataset_info(dataset_info)
+    model, ckpt, settings = _load_unet(unet_checkpoint, dataset_prep)
+    patch_size = int(ckpt["patch_size"])
+    if overlap >= patch_size:
+        raise ValueError(f"overlap {overlap} must be smaller than the U-net's patch size "
+                         f"{patch_size}")
+    threshold = float(threshold)
+    segment = {"model": model.to(device), "settings": settings, "patch_size": patch_size,
+               "overlap": int(overlap), "batch_size": int(batch_size), "device": device}
+    rows = []
+    for i in tqdm(range(n), desc="synthetic_vessel_auc", unit="image",
+                  disable=None if progress is None else not progress):
+        row = _score_image(np.asarray(images[i][idx], np.float32), segment,
+                           threshold=threshold, fov_margin=int(fov_margin))
+        rows.append({"image": i if image_ids is None else image_ids[i], **row})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    summary = {
+        **_summary(table), "threshold": threshold, "gan_vessel_threshold": 2.0 * threshold - 1.0,
+        "overlap": int(overlap), "fov_margin": int(fov_margin), "patch_size": patch_size,
+        "resolution": [h, w],
+        "unet_trained_resolution": ckpt["preprocessing"].get("resolution"),
+        "preprocessing": {**settings, "grayscale": "luminance",
+                          "fov": "estimate_fov of the photo"},
+        "unet_checkpoint": str(unet_checkpoint),
+    }
+    return summary, table
+
+
+def _check_arguments(images: np.ndarray, *, threshold: float, overlap: int, fov_margin: int,
+                     batch_size: int, image_ids: Sequence[Any] | None) -> None:
+    """``ValueError`` for arguments :func:`synthetic_vessel_auc` cannot use."""
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     if n < 1:
         raise ValueError("no images to score")
     if h < 8 or w < 8:
@@ -224,84 +257,66 @@ def synthetic_vessel_auc(images: np.ndarray, channel_names: Sequence[str],
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
             or not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
-    if isinstance(fov_margin, bool) or not isinstance(fov_margin, (int, np.integer)) \
-            or fov_margin < 0:
-        raise ValueError(f"fov_margin must be a non-negative integer, got {fov_margin!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for name, value, least in (("overlap", overlap, 0), ("fov_margin", fov_margin, 0),
+                               ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            kind = "a positive" if least else "a non-negative"
+            raise ValueError(f"{name} must be {kind} integer, got {value!r}")
     if image_ids is not None and len(image_ids) != n:
         raise ValueError(f"image_ids has {len(image_ids)} entries for {n} images")
-    idx = _channel_indices(channel_names, c)
-    dataset_prep = _check_dataset_info(dataset_info)
-    model, ckpt, settings = _load_unet(unet_checkpoint, dataset_prep)
-    patch_size = int(ckpt["patch_size"])
-    if overlap >= patch_size:
-        raise ValueError(f"overlap {overlap} must be smaller than the U-net's patch size "
-                         f"{patch_size}")
-    threshold = float(threshold)
-    gan_threshold = 2.0 * threshold - 1.0
-    model = model.to(device)
 
-    rows = []
-    for i in tqdm(range(n), desc="synthetic_vessel_auc", unit="image",
-                  disable=None if progress is None else not progress):
-        x = np.asarray(images[i][idx], np.float32)
-        row: dict[str, Any] = {"image": i if image_ids is None else image_ids[i],
-                               "vessel_auc": math.nan, "vessel_auc_reverse": math.nan,
-                               "reason": "", "reason_reverse": "", "fov_fraction": math.nan,
-                               "unet_vessel_fraction": math.nan,
-                               "gan_vessel_fraction": math.nan}
-        rows.append(row)
-        if not np.isfinite(x).all():
-            row["reason"] = row["reason_reverse"] = "the image holds non-finite values"
-            continue
-        photo = np.clip((x[:3].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
-        try:
-            fov = estimate_fov(photo)
-        except ValueError as err:
-            row["reason"] = row["reason_reverse"] = str(err)
-            continue
-        photo = photo * fov[..., None]
-        seg_input = preprocess_for_vessel_segmentation(photo, fov, **settings)
-        prob = segment_vessels(model, seg_input, fov, patch_size=patch_size, overlap=int(overlap),
-                               batch_size=int(batch_size), device=device)
-        scored = ndimage.binary_erosion(fov, iterations=int(fov_margin)) if fov_margin else fov
-        row["fov_fraction"] = float(scored.mean())
-        if not scored.any():
-            row["reason"] = row["reason_reverse"] = (f"the field of view vanishes when eroded by "
-                                                     f"fov_margin = {fov_margin} px")
-            continue
-        gan = x[3][scored]
-        p = prob[scored]
-        unet_truth, gan_truth = p > threshold, gan > gan_threshold
-        row["unet_vessel_fraction"] = float(unet_truth.mean())
-        row["gan_vessel_fraction"] = float(gan_truth.mean())
-        row["vessel_auc"], row["reason"] = _auc_or_reason(gan, unet_truth, "the U-net's "
-                                                          "segmentation")
-        row["vessel_auc_reverse"], row["reason_reverse"] = _auc_or_reason(
-            p, gan_truth, "the GAN's vessel map")
-    table = pd.DataFrame(rows, columns=COLUMNS)
+
+def _score_image(x: np.ndarray, segment: dict[str, Any], *, threshold: float,
+                 fov_margin: int) -> dict[str, Any]:
+    """One image's row of :func:`synthetic_vessel_auc` (``x``: its R, G, B, vessel channels;
+    ``segment``: the U-net, its preprocessing and tiling)."""
+    from medgan.data.vessels import segment_vessels
+
+    row: dict[str, Any] = {"vessel_auc": math.nan, "vessel_auc_reverse": math.nan,
+                           "reason": "", "reason_reverse": "", "fov_fraction": math.nan,
+                           "unet_vessel_fraction": math.nan, "gan_vessel_fraction": math.nan}
+    if not np.isfinite(x).all():
+        row["reason"] = row["reason_reverse"] = "the image holds non-finite values"
+        return row
+    photo = np.clip((x[:3].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
+    try:
+        fov = estimate_fov(photo)
+    except ValueError as err:
+        row["reason"] = row["reason_reverse"] = str(err)
+        return row
+    photo = photo * fov[..., None]
+    seg_input = preprocess_for_vessel_segmentation(photo, fov, **segment["settings"])
+    prob = segment_vessels(segment["model"], seg_input, fov, patch_size=segment["patch_size"],
+                           overlap=segment["overlap"], batch_size=segment["batch_size"],
+                           device=segment["device"])
+    scored = ndimage.binary_erosion(fov, iterations=fov_margin) if fov_margin else fov
+    row["fov_fraction"] = float(scored.mean())
+    if not scored.any():
+        row["reason"] = row["reason_reverse"] = (f"the field of view vanishes when eroded by "
+                                                 f"fov_margin = {fov_margin} px")
+        return row
+    gan, p = x[3][scored], prob[scored]
+    unet_truth, gan_truth = p > threshold, gan > 2.0 * threshold - 1.0
+    row["unet_vessel_fraction"] = float(unet_truth.mean())
+    row["gan_vessel_fraction"] = float(gan_truth.mean())
+    row["vessel_auc"], row["reason"] = _auc_or_reason(gan, unet_truth,
+                                                      "the U-net's segmentation")
+    row["vessel_auc_reverse"], row["reason_reverse"] = _auc_or_reason(
+        p, gan_truth, "the GAN's vessel map")
+    return row
+
+
+def _summary(table) -> dict[str, Any]:
+    """Means, medians and counts of the scored images of both directions."""
+    n = len(table)
     mean, median = _summarise(table["vessel_auc"])
     mean_r, median_r = _summarise(table["vessel_auc_reverse"])
     n_scored = int(table["vessel_auc"].notna().sum())
     n_scored_r = int(table["vessel_auc_reverse"].notna().sum())
-    summary = {
-        "vessel_auc_mean": mean, "vessel_auc_median": median,
-        "n_images": n, "n_scored": n_scored, "n_excluded": n - n_scored,
-        "vessel_auc_reverse_mean": mean_r, "vessel_auc_reverse_median": median_r,
-        "n_scored_reverse": n_scored_r, "n_excluded_reverse": n - n_scored_r,
-        "threshold": threshold, "gan_vessel_threshold": gan_threshold,
-        "overlap": int(overlap), "fov_margin": int(fov_margin), "patch_size": patch_size,
-        "resolution": [h, w],
-        "unet_trained_resolution": ckpt["preprocessing"].get("resolution"),
-        "preprocessing": {**settings, "grayscale": "luminance",
-                          "fov": "estimate_fov of the photo"},
-        "unet_checkpoint": str(unet_checkpoint),
-    }
-    return summary, table
+    return {"vessel_auc_mean": mean, "vessel_auc_median": median,
+            "n_images": n, "n_scored": n_scored, "n_excluded": n - n_scored,
+            "vessel_auc_reverse_mean": mean_r, "vessel_auc_reverse_median": median_r,
+            "n_scored_reverse": n_scored_r, "n_excluded_reverse": n - n_scored_r}
 
 
 def real_vessel_auc(dataset_dir: str | os.PathLike, unet_checkpoint: str | os.PathLike, *,
