@@ -197,15 +197,9 @@ def train_encoder(generator_checkpoint: str | os.PathLike, out_path: str | os.Pa
     stats_path = (out_path.with_name(f"{out_path.stem}_stats.jsonl") if stats_path is None
                   else Path(stats_path))
     dev = resolve_device(device)
-    G, config = load_generator(generator_checkpoint, device=str(dev))
+    G, config = _frozen_generator(generator_checkpoint, dev)
     ckpt = load_checkpoint(generator_checkpoint)
     resolution, channels = int(config["resolution"]), list(config["channels"])
-    if getattr(G, "current_resolution", resolution) != resolution:
-        raise InputError(generator_checkpoint, f"generator is at {G.current_resolution} px, not "
-                                               f"its full resolution {resolution} (unfinished "
-                                               "progressive run)")
-    for p in G.parameters():
-        p.requires_grad_(False)
     batch_size = default_batch_size(config) if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -220,33 +214,12 @@ def train_encoder(generator_checkpoint: str | os.PathLike, out_path: str | os.Pa
     opt = build_optimizer(E.parameters(), opt_cfg, model="d")
     latent_gen = torch.Generator(device=dev).manual_seed(seed)
 
-    history: list[dict[str, Any]] = []
-    running, n_running = torch.zeros((), device=dev), 0
     partial = stats_path.with_name(stats_path.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(partial, "w") as fh:
-        for step in tqdm(range(1, steps + 1), desc=f"encoder {out_path.parent.name}",
-                         unit="step", disable=not progress, mininterval=1.0):
-            z = draw_latents(batch_size, G.latent_dim, distribution=distribution,
-                             generator=latent_gen, device=dev)
-            with torch.no_grad():
-                x = G(z)
-            loss = torch.mean((E(x) - z) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.detach()
-            n_running += 1
-            if step % log_every == 0 or step == steps:
-                row = {"step": step, "loss": float(running) / n_running}
-                if not np.isfinite(row["loss"]):
-                    raise FloatingPointError(f"{out_path}: encoder training diverged at step "
-                                             f"{step}")
-                history.append(row)
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
-                running, n_running = torch.zeros((), device=dev), 0
+    history = _fit(E, G, opt, partial, steps=steps, batch_size=batch_size,
+                   distribution=distribution, generator=latent_gen, log_every=log_every,
+                   name=out_path, progress=progress)
     train_s = time.perf_counter() - t0
 
     record = {"path": str(generator_checkpoint), "sha256": file_sha256(generator_checkpoint),
@@ -266,6 +239,50 @@ def train_encoder(generator_checkpoint: str | os.PathLike, out_path: str | os.Pa
             "latent_variance": 1.0 if distribution == "normal" else 1.0 / 3.0,
             "generator_checkpoint": record, "config": settings, "train_s": train_s,
             "s_per_step": train_s / steps, "threads": torch.get_num_threads(), "device": str(dev)}
+
+
+def _frozen_generator(checkpoint: str | os.PathLike, dev: torch.device):
+    """The generator of ``checkpoint`` without gradients, at its full resolution."""
+    G, config = load_generator(checkpoint, device=str(dev))
+    resolution = int(config["resolution"])
+    if getattr(G, "current_resolution", resolution) != resolution:
+        raise InputError(checkpoint, f"generator is at {G.current_resolution} px, not its full "
+                                     f"resolution {resolution} (unfinished progressive run)")
+    for p in G.parameters():
+        p.requires_grad_(False)
+    return G, config
+
+
+def _fit(E: nn.Module, G: nn.Module, opt: torch.optim.Optimizer, partial: Path, *, steps: int,
+         batch_size: int, distribution: str, generator: torch.Generator, log_every: int,
+         name: Path, progress: bool) -> list[dict[str, Any]]:
+    """The training loop of :func:`train_encoder`; the log rows, also written to ``partial``."""
+    dev = next(E.parameters()).device
+    history: list[dict[str, Any]] = []
+    running, n_running = torch.zeros((), device=dev), 0
+    with open(partial, "w") as fh:
+        for step in tqdm(range(1, steps + 1), desc=f"encoder {name.parent.name}",
+                         unit="step", disable=not progress, mininterval=1.0):
+            z = draw_latents(batch_size, G.latent_dim, distribution=distribution,
+                             generator=generator, device=dev)
+            with torch.no_grad():
+                x = G(z)
+            loss = torch.mean((E(x) - z) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.detach()
+            n_running += 1
+            if step % log_every == 0 or step == steps:
+                row = {"step": step, "loss": float(running) / n_running}
+                if not np.isfinite(row["loss"]):
+                    raise FloatingPointError(f"{name}: encoder training diverged at step "
+                                             f"{step}")
+                history.append(row)
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                running, n_running = torch.zeros((), device=dev), 0
+    return history
 
 
 def load_encoder(path: str | os.PathLike, *, device: str = "cpu") -> tuple[LatentEncoder, dict]:
