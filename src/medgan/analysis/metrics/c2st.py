@@ -14,7 +14,11 @@ Procedure (:func:`classifier_two_sample_test`):
    is group-aware: all images of one group go to the same half. Without it, slices of one
    patient would sit in both halves, the classifier could recognise patients, and even
    real-vs-real accuracy would exceed 1/2. Within each half the classes are then trimmed to
-   equal counts, so chance accuracy is exactly 1/2.
+   equal counts, so chance accuracy is exactly 1/2. With ``folds`` = k (cross-validation),
+   each class is cut into k folds instead (group-aware likewise); classifier f trains on the
+   other folds and tests fold f, so every kept image is tested once and the counts of the k
+   test folds add up. Real images are few, synthetic ones unlimited: the caller may pass many
+   more synthetic images than real ones; the balanced size is then the real set's.
 3. Pixels mode (4-D arrays): a small CNN (stride-2 4x4 convolutions down to 4x4, leaky ReLU,
    global average pool, linear; widths ``width * 2**i`` capped at ``8 * width``) on images
    standardised per channel with the real training half's mean/std, trained with Adam on
@@ -24,6 +28,8 @@ Procedure (:func:`classifier_two_sample_test`):
    Features mode (2-D arrays, e.g. domain features): logistic regression on standardised
    features.
 4. Label 1 = synthetic; a logit > 0 predicts synthetic.
+5. Accuracy with its exact (Clopper-Pearson) interval; the p-value tests the summed correct
+   predictions of the test folds against Binomial(n_test, 1/2).
 """
 
 from __future__ import annotations
