@@ -6,7 +6,7 @@ study_metrics_table(
     list(snakemake.input.tables),
     snakemake.output.table,
     list(snakemake.input.utility),
-    stats_files=dict(zip(snakemake.params.models, snakemake.input.stats)),
+    stats_files=dict(zip(snakemake.params.models, snakemake.input.stats, strict=True)),
     health_path=snakemake.output.health,
     health=snakemake.params.health,
 )
