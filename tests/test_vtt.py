@@ -370,3 +370,55 @@ def test_reader_groups_pool_their_readers(kit, tmp_path):
     with pytest.raises(InputError, match=r"readers.tsv: does not list reader\(s\) \['C'\]"):
         score(folder, paths, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_concat_real_images_are_stratified_by_sequence(tmp_path, monkeypatch):
+    """Han 2018 sec. 3.3: Concat's real images in equal proportion from T1, T1c, T2, FLAIR
+    (the pooled dataset's ``sequence`` column), not at random from the pool; other blocks keep
+    the plain least-used draw."""
+    import medgan.training.generate as generate
+    from medgan.data.prepared import PreparedDatasetWriter
+    from medgan.data.split import write_split
+    from medgan.studies.vtt.selection import blocks_from_models, pick_stratified
+
+    seqs = ["T1", "T1c", "T2", "FLAIR"]
+    data = tmp_path / "pooled"
+    # a pooled dataset whose sequences are very unequal in number: a random draw would not
+    # come out even (40 FLAIR images for every 8 of the others)
+    counts = {"T1": 8, "T1c": 8, "T2": 8, "FLAIR": 40}
+    with PreparedDatasetWriter(data, channels=["Concat"], resolution=8) as w:
+        for s in seqs:
+            n = counts[s]
+            w.append(
+                np.full((n, 1, 8, 8), seqs.index(s), np.float32),
+                [{"subject": f"p{i % 3}", "slice": i, "sequence": s} for i in range(n)],
+            )
+    write_split(data / "meta.tsv", data / "split.tsv", fraction=0.9, seed=0, group_by="none")
+    monkeypatch.setattr(
+        generate, "load_generator", lambda ckpt: (None, {"channels": ["Concat"]})
+    )
+    monkeypatch.setattr(
+        generate, "generate_from", lambda G, cfg, n, seed: np.zeros((n, 1, 8, 8), np.float32)
+    )
+    monkeypatch.setattr("medgan.plotting.real_windows", lambda d, c, seed: [(0.0, 1.0)])
+    (block,) = blocks_from_models(
+        models=["concat"], checkpoints=[tmp_path / "x.pt"], data_dirs=[data],
+        splits=[data / "split.tsv"], n_real=14, n_synthetic=2, seed=0,
+    )
+    got = Counter(info["sequence"] for info in block.real_info)
+    assert sorted(got.values()) == [3, 3, 4, 4] and set(got) == set(seqs)
+    # each image shown is of the sequence its key says
+    for img, info in zip(block.real, block.real_info, strict=True):
+        assert img[0, 0, 0] == seqs.index(info["sequence"])
+    # too few of one sequence: one error naming the split
+    with pytest.raises(InputError, match=r"split.tsv: stratum T1 has \d images; 10 are needed"):
+        blocks_from_models(
+            models=["concat"], checkpoints=[tmp_path / "x.pt"], data_dirs=[data],
+            splits=[data / "split.tsv"], n_real=40, n_synthetic=2, seed=0,
+        )
+    # the remainder goes to random strata, the draw is least-used within each stratum
+    used = Counter()
+    strata = np.array(["a"] * 6 + ["b"] * 6)
+    first = pick_stratified(np.arange(12), strata, 6, used, np.random.default_rng(1))
+    second = pick_stratified(np.arange(12), strata, 6, used, np.random.default_rng(2))
+    assert not set(first) & set(second) and len(first) == 6
