@@ -45,7 +45,9 @@ def write_answers(
     fmt: str = "json",
     kit_id: str | None = None,
 ) -> Path:
-    """An answer file as the page writes it; ``calls``: item -> answer (round 1)."""
+    """An answer file as the page writes it; ``calls``: item -> answer (round 1). The answer
+    times differ between readers, as a page's millisecond stamps do."""
+    ms = sum(map(ord, reader)) % 1000
     rows = [
         {
             "round": 1,
@@ -53,9 +55,9 @@ def write_answers(
             "item": item,
             "answer": a,
             "confidence": conf,
-            "answered_at": "2026-11-30T08:00:00Z",
+            "answered_at": f"2026-11-30T08:00:{i:02d}.{ms:03d}Z",
         }
-        for item, a in calls.items()
+        for i, (item, a) in enumerate(calls.items())
     ]
     kit_id = kit.kit_id if kit_id is None else kit_id
     if fmt == "json":
@@ -314,9 +316,9 @@ def test_bad_answer_file_one_error_naming_it_nothing_written(kit, tmp_path, case
     folder = tmp_path / "answers"
     folder.mkdir()
     right = dict(zip(kit_obj.key["item"], kit_obj.key["truth"], strict=True))
-    write_answers(folder / "good.json", kit_obj, "G", right)
+    write_answers(folder / "good_G.json", kit_obj, "G", right)
     make, problem = _mutations(kit_obj)[case]
-    bad = make(folder / "bad.json")
+    bad = make(folder / "bad_X.json")
     out = tmp_path / "out"
     with pytest.raises(InputError) as err:
         score(folder, paths, out)
@@ -330,12 +332,12 @@ def test_two_files_of_one_reader_are_reported_not_merged(kit, tmp_path):
     folder = tmp_path / "answers"
     folder.mkdir()
     right = dict(zip(kit_obj.key["item"], kit_obj.key["truth"], strict=True))
-    write_answers(folder / "r1_monday.json", kit_obj, "R1", right)
-    write_answers(folder / "r1_tuesday.csv", kit_obj, "R1", right, fmt="csv")
+    write_answers(folder / "monday_R1.json", kit_obj, "R1", right)
+    write_answers(folder / "tuesday_R1.csv", kit_obj, "R1", right, fmt="csv")
     out = tmp_path / "out"
     with pytest.raises(InputError, match="second answer file of reader 'R1'") as err:
         score(folder, paths, out)
-    assert "r1_monday.json" in str(err.value) and "r1_tuesday.csv" in str(err.value)
+    assert "monday_R1.json" in str(err.value) and "tuesday_R1.csv" in str(err.value)
     assert not out.exists()
 
 
@@ -370,3 +372,104 @@ def test_reader_groups_pool_their_readers(kit, tmp_path):
     with pytest.raises(InputError, match=r"readers.tsv: does not list reader\(s\) \['C'\]"):
         score(folder, paths, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_concat_real_images_are_stratified_by_sequence(tmp_path, monkeypatch):
+    """Han 2018 sec. 3.3: Concat's real images in equal proportion from T1, T1c, T2, FLAIR
+    (the pooled dataset's ``sequence`` column), not at random from the pool; other blocks keep
+    the plain least-used draw."""
+    import medgan.training.generate as generate
+    from medgan.data.prepared import PreparedDatasetWriter
+    from medgan.data.split import write_split
+    from medgan.studies.vtt.selection import blocks_from_models, pick_stratified
+
+    seqs = ["T1", "T1c", "T2", "FLAIR"]
+    data = tmp_path / "pooled"
+    # a pooled dataset whose sequences are very unequal in number: a random draw would not
+    # come out even (40 FLAIR images for every 8 of the others)
+    counts = {"T1": 8, "T1c": 8, "T2": 8, "FLAIR": 40}
+    with PreparedDatasetWriter(data, channels=["Concat"], resolution=8) as w:
+        for s in seqs:
+            n = counts[s]
+            w.append(
+                np.full((n, 1, 8, 8), seqs.index(s), np.float32),
+                [{"subject": f"p{i % 3}", "slice": i, "sequence": s} for i in range(n)],
+            )
+    write_split(data / "meta.tsv", data / "split.tsv", fraction=0.9, seed=0, group_by="none")
+    monkeypatch.setattr(generate, "load_generator", lambda ckpt: (None, {"channels": ["Concat"]}))
+    monkeypatch.setattr(
+        generate, "generate_from", lambda G, cfg, n, seed: np.zeros((n, 1, 8, 8), np.float32)
+    )
+    monkeypatch.setattr("medgan.plotting.real_windows", lambda d, c, seed: [(0.0, 1.0)])
+    (block,) = blocks_from_models(
+        models=["concat"],
+        checkpoints=[tmp_path / "x.pt"],
+        data_dirs=[data],
+        splits=[data / "split.tsv"],
+        n_real=14,
+        n_synthetic=2,
+        seed=0,
+    )
+    got = Counter(info["sequence"] for info in block.real_info)
+    assert sorted(got.values()) == [3, 3, 4, 4] and set(got) == set(seqs)
+    # each image shown is of the sequence its key says
+    for img, info in zip(block.real, block.real_info, strict=True):
+        assert img[0, 0, 0] == seqs.index(info["sequence"])
+    # too few of one sequence: one error naming the split
+    with pytest.raises(InputError, match=r"split.tsv: stratum T1 has \d images; 10 are needed"):
+        blocks_from_models(
+            models=["concat"],
+            checkpoints=[tmp_path / "x.pt"],
+            data_dirs=[data],
+            splits=[data / "split.tsv"],
+            n_real=40,
+            n_synthetic=2,
+            seed=0,
+        )
+    # the remainder goes to random strata, the draw is least-used within each stratum
+    used = Counter()
+    strata = np.array(["a"] * 6 + ["b"] * 6)
+    first = pick_stratified(np.arange(12), strata, 6, used, np.random.default_rng(1))
+    second = pick_stratified(np.arange(12), strata, 6, used, np.random.default_rng(2))
+    assert not set(first) & set(second) and len(first) == 6
+
+
+def test_a_copied_file_with_the_reader_edited_is_refused(kit, tmp_path):
+    """A copy of R1's file with the reader field edited would be scored as a second reader
+    who agrees with R1 on every image (Fleiss' kappa 1.0): refused, naming both files."""
+    kit_obj, paths = kit
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    calls = dict(zip(kit_obj.key["item"], kit_obj.key["truth"], strict=True))
+    calls[next(iter(calls))] = "real"
+    original = write_answers(folder / f"vtt_toy_{kit_obj.kit_id}_R1.json", kit_obj, "R1", calls)
+    doc = json.loads(original.read_text())
+    out = tmp_path / "out"
+
+    # the copy keeps R1's file name: the name disagrees with the edited reader field
+    copy = folder / f"vtt_toy_{kit_obj.kit_id}_R1 (1).json"
+    copy.write_text(json.dumps({**doc, "reader": "R2"}))
+    with pytest.raises(InputError, match="names reader 'R2' but its file name") as err:
+        score(folder, paths, out)
+    assert str(copy) in str(err.value) and "\n" not in str(err.value)
+    # renamed to agree: the answers and their times are R1's, a copy
+    renamed = copy.rename(folder / f"vtt_toy_{kit_obj.kit_id}_R2.json")
+    with pytest.raises(InputError, match="duplicates") as err:
+        score(folder, paths, out)
+    assert str(renamed) in str(err.value) and str(original) in str(err.value)
+    assert "\n" not in str(err.value) and not out.exists()
+    # the same as CSV
+    renamed.unlink()
+    as_csv = write_answers(folder / "r2.csv", kit_obj, "R2", calls, fmt="csv")
+    as_csv.write_text(as_csv.read_text().replace(".132Z", ".131Z"))  # R1's answer times
+    with pytest.raises(InputError, match="duplicates"):
+        score(folder, paths, out)
+    # a second reader who gives the very same answers at other times is scored
+    as_csv.unlink()
+    write_answers(folder / "r2.csv", kit_obj, "R2", calls, fmt="csv")
+    table = score(folder, paths, out)
+    pooled = table[(table["reader"] == "pooled") & (table["model"] == "all")]
+    assert pooled["n_readers"].iloc[0] == 2
+    # a browser's " (1)" on a second download and case are not a disagreement
+    (folder / "r2.csv").rename(folder / "VTT_toy_r2 (1).csv")
+    assert len(score(folder, paths, tmp_path / "out2")) == len(table)

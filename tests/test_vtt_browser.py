@@ -3,8 +3,12 @@
 Two readers answer a tiny kit (generated arrays, two rounds, confidence) by clicks and by keys,
 reload midway, go back to change an answer, download their answer files (JSON and CSV), and the
 scoring reproduces exactly the table that the scripted answers imply. A screenshot at
-1366 x 768 is checked for the image and the answer buttons. Skipped without Chromium and
-chromedriver, failed instead when MEDGAN_REQUIRE_BROWSER=1 (CI).
+1366 x 768 is checked for the image and the answer buttons, and every screen must fit a 1366 x
+768 laptop and a 1024 x 600 netbook. A confidence changed on its own is kept; several readers
+share one browser (a new tab starts at the reader-id screen, a taken id asks first, two tabs
+of one reader lose nothing). Each test is bounded in time (an alarm) and always stops the
+browser. Skipped without Chromium and chromedriver, failed instead when
+MEDGAN_REQUIRE_BROWSER=1 (CI).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -29,6 +34,8 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 WIDTH, HEIGHT = 1366, 768
+SMALL = (1024, 600)  # a netbook screen: the browser leaves the page about 450 px of height
+TEST_SECONDS = 120  # the most one browser test may take before it is stopped
 
 
 def _require_browser() -> None:
@@ -68,9 +75,14 @@ def kit(tmp_path_factory):
     return kit, paths
 
 
-@pytest.fixture
-def driver(tmp_path):
+def _too_slow(signum, frame):
+    raise TimeoutError(f"browser test ran past {TEST_SECONDS} s")
+
+
+@pytest.fixture(params=[(WIDTH, HEIGHT)], ids=lambda size: f"{size[0]}x{size[1]}")
+def driver(tmp_path, request):
     _require_browser()
+    width, height = request.param
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -89,7 +101,7 @@ def driver(tmp_path):
         "--disable-sync",
         "--disable-dev-shm-usage",
         f"--user-data-dir={tmp_path / 'profile'}",
-        f"--window-size={WIDTH},{HEIGHT}",
+        f"--window-size={width},{height}",
         "--force-device-scale-factor=1",
     ):
         opts.add_argument(arg)
@@ -97,8 +109,17 @@ def driver(tmp_path):
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
-    drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    old = signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(TEST_SECONDS)
+    drv = None
+    try:
+        drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    finally:
+        if drv is None:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
     drv.set_page_load_timeout(20)
+    drv.set_script_timeout(10)
     drv.execute_cdp_cmd(
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
@@ -106,7 +127,11 @@ def driver(tmp_path):
     try:
         yield drv
     finally:
-        drv.quit()
+        try:
+            drv.quit()  # stops chromium and chromedriver
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
 
 
 def scripted(reader: str, rnd: int, truth: str, model: str) -> tuple[str, int]:
@@ -332,8 +357,10 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch):
         _require_browser()
 
 
+@pytest.mark.parametrize("driver", [(WIDTH, HEIGHT), SMALL], indirect=True, ids=str)
 def test_every_screen_fits_a_laptop_window(kit, driver):
-    """Round 1, round 2 with its clue and real examples, and the end: no scrolling needed."""
+    """Round 1, round 2 with its clue and real examples, and the end: no scrolling needed,
+    on a laptop and on a 1024 x 600 netbook."""
     kit_obj, paths = kit
     driver.get(paths["page"].as_uri())
     assert not driver.find_element("id", "switch").is_displayed()  # no reader yet
@@ -348,3 +375,107 @@ def test_every_screen_fits_a_laptop_window(kit, driver):
             examples = driver.find_elements("css selector", "#examples .example")
             assert len(examples) == 2 and all(e.is_displayed() for e in examples)
             assert driver.find_element("id", "btn-synthetic").is_displayed()
+        if s_item(where):
+            height = driver.execute_script("return window.innerHeight")
+            for name in ("btn-real", "btn-synthetic", "btn-next", "conf-5"):
+                r = driver.find_element("id", name).rect
+                assert r["y"] + r["height"] <= height, (where, name, r)
+            for img in driver.find_elements("css selector", "img.vtt-image"):
+                assert img.rect["width"] >= min(200, height // 3), (where, img.rect)
+
+
+def s_item(where: str) -> bool:
+    return "done" not in where
+
+
+def _state(drv, reader: str) -> dict:
+    return drv.execute_script(
+        "return JSON.parse(localStorage.getItem(PREFIX + '/reader/' + arguments[0]))", reader
+    )
+
+
+def _start(drv, reader: str) -> None:
+    box = drv.find_element("id", "reader-id")
+    box.clear()
+    box.send_keys(reader)
+    drv.find_element("id", "start").click()
+
+
+def _keys(drv, *keys: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chain = ActionChains(drv)
+    for k in keys:
+        chain = chain.send_keys(k)
+    chain.perform()
+
+
+def test_a_changed_confidence_alone_is_kept(kit, driver, tmp_path):
+    """Answer with confidence 3, go back, press 5 and move on: the 5 is kept (saved at once,
+    in the downloaded file, and the change in its history)."""
+    from selenium.webdriver.common.keys import Keys
+
+    kit_obj, paths = kit
+    driver.get(paths["page"].as_uri())
+    _start(driver, "C1")
+    first = driver.find_element("id", "panels").get_attribute("data-item")
+    _keys(driver, "3", "r")
+    _keys(driver, Keys.ARROW_LEFT)
+    assert driver.find_element("id", "panels").get_attribute("data-item") == first
+    _keys(driver, "5", Keys.ARROW_RIGHT)  # only the confidence changes, then on
+    assert driver.find_element("id", "panels").get_attribute("data-item") != first
+    state = _state(driver, "C1")
+    assert state["answers"]["1:" + first]["confidence"] == 5
+    assert [h["confidence"] for h in state["history"] if h["item"] == first] == [3, 5]
+    driver.refresh()  # and it survives a reload
+    assert _state(driver, "C1")["answers"]["1:" + first]["confidence"] == 5
+    # the same by clicks; the page says so
+    driver.execute_script("show(steps.findIndex(function (s) { return s.type === 'item'; }))")
+    driver.find_element("id", "conf-2").click()
+    assert "changed to 2" in driver.find_element("id", "msg").text
+    driver.find_element("id", "btn-next").click()
+    state = _state(driver, "C1")
+    assert state["answers"]["1:" + first]["confidence"] == 2 and len(state["history"]) == 3
+
+
+def test_several_readers_on_one_computer(kit, driver):
+    """A new tab (the next person at the computer) starts at the reader-id screen, not inside
+    the last reader's answers; a taken id asks before continuing; Change reader clears the id;
+    two tabs of one reader keep each other's answers."""
+    from selenium.webdriver.common.keys import Keys
+
+    kit_obj, paths = kit
+    url = paths["page"].as_uri()
+    driver.get(url)
+    _start(driver, "A")
+    _keys(driver, "4", "s")
+    _keys(driver, "4", "r")
+    tab_a = driver.current_window_handle
+    assert len(_state(driver, "A")["answers"]) == 2
+
+    driver.switch_to.new_window("tab")  # the next reader opens the page
+    driver.get(url)
+    assert _screen(driver) == "screen-start"
+    _start(driver, "A")  # the same id, by chance: asked first
+    assert _screen(driver) == "screen-start"
+    assert "already has 2 of 16" in driver.find_element("id", "start-msg").text
+    driver.find_element("id", "start").click()  # yes, it is me: continue
+    assert _screen(driver) == "screen-item" and _count(driver).startswith("2 of 16")
+    tab_b = driver.current_window_handle
+
+    _keys(driver, "2", "s")  # tab B answers the third image
+    driver.switch_to.window(tab_a)
+    assert _count(driver).startswith("3 of 16")  # tab A took over tab B's answer
+    assert "chosen" in driver.find_element("id", "btn-synthetic").get_attribute("class")
+    _keys(driver, Keys.ARROW_RIGHT, "1", "r")  # and answers the next one
+    driver.switch_to.window(tab_b)
+    state = _state(driver, "A")
+    assert len(state["answers"]) == 4 and len(state["history"]) == 4
+    assert _count(driver).startswith("4 of 16")
+
+    driver.find_element("id", "switch").click()
+    assert driver.find_element("id", "reader-id").get_attribute("value") == ""
+    _start(driver, "B")  # a new id starts at once, with nothing answered
+    assert _screen(driver) == "screen-item" and _count(driver).startswith("0 of 16")
+    driver.refresh()  # a reload keeps this tab's reader
+    assert driver.find_element("id", "reader-label").text == "Reader B"

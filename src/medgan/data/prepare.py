@@ -33,6 +33,8 @@ def prepare_dataset(
             naming=dataset.get("naming", "brats2017"),
             sequences=tuple(dataset.get("sequences", ("T1", "T1c", "T2", "FLAIR"))),
             mask=dataset.get("mask"),
+            grades=dataset.get("grades"),
+            grade_file=dataset.get("grade_file"),
             provenance=provenance,
             **dataset.get("preprocessing", {}),
         )

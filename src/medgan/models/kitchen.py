@@ -16,6 +16,14 @@ works on logits). Every conv is followed by leaky ReLU (slope 0.1) and Gaussian 
 noise ("drawn from N(0, 1/2)"; read here as standard deviation 0.5, ``noise_std``) and dropout
 (rate not given; ``dropout`` 0.5) act only in training mode.
 
+Two options follow the authors' code (``andykitchen/spie-svm``, ``gan.py``) where it differs
+from, or says more than, the paper; each is recorded only when given. ``noise_placement``:
+``"paper"`` (default, Table 2: noise on the input and after every conv) or ``"code"`` (noise
+after every conv but the last, none on the input, as ``gan.py`` has it). ``init``: ``"normal"``
+(default, DCGAN's N(0, 0.02)) or ``"uniform_unit_scaling"`` (the paper gives none; ``gan.py``
+uses TensorFlow's uniform unit scaling, U(+-factor * sqrt(3 / fan_in)), factor 1.43 in G, 1.5
+for D's convs and 1 for its dense layer, biases 0.1 in G's hidden layers, else 0).
+
 The paper's batch size of 200 is a training-schedule setting, not an architecture key.
 """
 
@@ -49,6 +57,24 @@ DEFAULTS: dict[str, Any] = {
     "noise_std": 0.5,  # section 5.3: "Gaussian noise is drawn from N(0, 1/2)"
     "dropout": 0.5,  # Table 2: dropout after global average pooling (rate not given)
 }
+# keys recorded only when given, so that older checkpoints stay resumable
+OPTIONAL: dict[str, Any] = {"noise_placement": "paper", "init": "normal"}
+NOISE_PLACEMENTS = ("paper", "code")
+INITS = ("normal", "uniform_unit_scaling")
+
+
+@torch.no_grad()
+def init_uniform_unit_scaling(module: nn.Module, *, generator: bool) -> None:
+    """The authors' initialisation (``gan.py``): weights U(+-factor * sqrt(3 / fan_in)), fan_in
+    as TensorFlow counts it (for a transposed conv: its output features x kernel area)."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d,
+                                                            nn.ConvTranspose2d))]
+    for k, layer in enumerate(layers):
+        factor = 1.43 if generator else (1.0 if isinstance(layer, nn.Linear) else 1.5)
+        fan_in = nn.init._calculate_fan_in_and_fan_out(layer.weight)[0]
+        bound = factor * (3.0 / fan_in) ** 0.5
+        layer.weight.uniform_(-bound, bound)
+        nn.init.constant_(layer.bias, 0.1 if generator and k < len(layers) - 1 else 0.0)
 
 
 class GaussianNoise(nn.Module):
@@ -105,17 +131,20 @@ class KitchenDiscriminator(nn.Module):
 
     def __init__(self, *, channels: int, resolution: int, d_width: int = 32,
                  d_max_width: int = 128, leaky_slope: float = 0.1, noise_std: float = 0.5,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, noise_placement: str = "paper"):
         super().__init__()
         check_channels(channels)
         self.channels, self.resolution = channels, resolution
         n_down = check_resolution(resolution) - 2  # R -> 4
-        layers: list[nn.Module] = [GaussianNoise(noise_std)]
+        paper = noise_placement == "paper"  # "code": after every conv but the last only
+        layers: list[nn.Module] = [GaussianNoise(noise_std)] if paper else []
         c_in = channels
         for i in range(n_down + 1):
             c_out = min(d_width * 2**i, d_max_width)
             layers += [nn.Conv2d(c_in, c_out, 3, 1 if i == 0 else 2, 1),
-                       nn.LeakyReLU(leaky_slope, inplace=True), GaussianNoise(noise_std)]
+                       nn.LeakyReLU(leaky_slope, inplace=True)]
+            if paper or i < n_down:
+                layers.append(GaussianNoise(noise_std))
             c_in = c_out
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                    nn.Linear(c_in, 1)]
@@ -130,8 +159,13 @@ class KitchenDiscriminator(nn.Module):
 
 def resolve_config(arch: dict[str, Any]) -> dict[str, Any]:
     """Validate a ``kitchen`` config and fill in defaults (unknown keys -> ValueError)."""
-    cfg = resolve_arch_config(arch, DEFAULTS, positive_ints=(
+    cfg = resolve_arch_config(arch, {**DEFAULTS, **OPTIONAL}, positive_ints=(
         "latent_dim", "dense_width", "width", "max_width", "d_width", "d_max_width"))
+    for key in OPTIONAL:
+        if key not in arch:
+            del cfg[key]
+    check_choice({**OPTIONAL, **cfg}, "noise_placement", NOISE_PLACEMENTS)
+    check_choice({**OPTIONAL, **cfg}, "init", INITS)
     if cfg["max_width"] < cfg["width"] or cfg["d_max_width"] < cfg["d_width"]:
         raise ValueError("kitchen max_width/d_max_width must be >= width/d_width")
     for key in ("leaky_slope", "noise_std", "dropout"):
@@ -149,10 +183,13 @@ def build_generator(arch: dict[str, Any], *, channels: int, resolution: int) -> 
     """Kitchen & Seah 2017's generator (Table 1) from a config (see ``DEFAULTS``)."""
     cfg = resolve_config(arch)
     check_resolution(resolution)
-    return KitchenGenerator(channels=channels, resolution=resolution,
-                            latent_dim=cfg["latent_dim"], dense_width=cfg["dense_width"],
-                            width=cfg["width"], max_width=cfg["max_width"],
-                            output_activation_name=cfg["output_activation"])
+    G = KitchenGenerator(channels=channels, resolution=resolution,
+                         latent_dim=cfg["latent_dim"], dense_width=cfg["dense_width"],
+                         width=cfg["width"], max_width=cfg["max_width"],
+                         output_activation_name=cfg["output_activation"])
+    if cfg.get("init") == "uniform_unit_scaling":
+        init_uniform_unit_scaling(G, generator=True)
+    return G
 
 
 def build_discriminator(arch: dict[str, Any], *, channels: int,
@@ -160,7 +197,11 @@ def build_discriminator(arch: dict[str, Any], *, channels: int,
     """Kitchen & Seah 2017's discriminator (Table 2) from a config (see ``DEFAULTS``)."""
     cfg = resolve_config(arch)
     check_resolution(resolution)
-    return KitchenDiscriminator(channels=channels, resolution=resolution, d_width=cfg["d_width"],
-                                d_max_width=cfg["d_max_width"],
-                                leaky_slope=float(cfg["leaky_slope"]),
-                                noise_std=float(cfg["noise_std"]), dropout=float(cfg["dropout"]))
+    D = KitchenDiscriminator(channels=channels, resolution=resolution, d_width=cfg["d_width"],
+                             d_max_width=cfg["d_max_width"],
+                             leaky_slope=float(cfg["leaky_slope"]),
+                             noise_std=float(cfg["noise_std"]), dropout=float(cfg["dropout"]),
+                             noise_placement=cfg.get("noise_placement", "paper"))
+    if cfg.get("init") == "uniform_unit_scaling":
+        init_uniform_unit_scaling(D, generator=False)
+    return D

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Stats = dict[str, torch.Tensor]
+GENERATOR_LOSSES = ("non_saturating", "minimax")
 
 
 def _number(cfg: dict[str, Any], key: str, loss: str, *, low: float, high: float | None = None,
@@ -65,12 +66,15 @@ class GANLoss:
     D maximises ``log D(x) + log(1 - D(G(z)))``; G maximises ``log D(G(z))``; both as
     binary cross-entropy on logits. ``label_smoothing`` s (optional, default 0) is Salimans'
     one-sided smoothing: D's target for real images is ``1 - s`` (Delplace: s = 0.1, target 0.9),
-    fake targets stay 0 and the generator's target stays 1.
+    fake targets stay 0 and the generator's target stays 1. ``generator_loss`` (optional)
+    ``"minimax"`` makes G minimise ``log(1 - D(G(z)))`` instead, Goodfellow's saturating form:
+    Kitchen & Seah 2017's eq. 2 and their code (``gloss = -dloss_fake``).
     """
 
     name: ClassVar[str] = "gan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1}
-    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0,
+                                          "generator_loss": "non_saturating"}
 
     def __init__(self, **cfg: Any):
         cfg.pop("name", None)
@@ -91,6 +95,10 @@ class GANLoss:
         if "label_smoothing" in self.config:
             self.label_smoothing = _number(self.config, "label_smoothing", self.name,
                                            low=0.0, high=1.0)
+        self.minimax = self.config.get("generator_loss", "non_saturating") == "minimax"
+        if self.config.get("generator_loss", "non_saturating") not in GENERATOR_LOSSES:
+            raise ValueError(f"loss generator_loss must be one of {GENERATOR_LOSSES}, "
+                             f"got {self.config['generator_loss']!r}")
 
     def rand(self, *shape: int, like: torch.Tensor) -> torch.Tensor:
         """``U[0, 1)`` numbers of ``shape`` (first dimension: the batch) on ``like``'s device and
@@ -118,6 +126,8 @@ class GANLoss:
         return real_term.mean() + F.softplus(fake_logits).mean()
 
     def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        if self.minimax:  # log(1 - sigmoid(l)) = -softplus(l)
+            return -F.softplus(D(fake)).mean(), {}
         return F.softplus(-D(fake)).mean(), {}
 
     def after_d_step(self, D: nn.Module) -> None:
@@ -221,6 +231,7 @@ class DRAGANLoss(GANLoss):
 
     name: ClassVar[str] = "dragan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1, "gp_lambda": 10.0, "perturb_scale": 0.5}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0}
 
     def __init__(self, **cfg: Any):
         super().__init__(**cfg)

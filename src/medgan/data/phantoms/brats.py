@@ -4,6 +4,10 @@ Each subject is written the way a BraTS 2017-2021 training release lays it out::
 
     <out_dir>/BraTS20_Training_001/BraTS20_Training_001_{t1,t1ce,t2,flair,seg}.nii.gz
 
+and, with grades (``n_lgg`` low-grade cases), either in BRATS 2015-2018's grade folders
+(``<out_dir>/HGG/<case>/``, ``<out_dir>/LGG/<case>/``) or with BraTS 2019-2020's
+``<out_dir>/name_mapping.csv`` (``grade_layout``).
+
 Volumes are float32 on a 1 mm grid with the "LPS" affine of the real files (axis 0 runs
 right -> left, axis 1 anterior -> posterior, axis 2 inferior -> superior), background exactly
 0, and labels 0 (healthy), 1 (necrotic core), 2 (edema), 4 (enhancing tumour).
@@ -30,6 +34,7 @@ from medgan.errors import InputError
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 TISSUE_LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3}
+GRADE_LAYOUTS = ("none", "folders", "name_mapping")
 _CSF, _GM, _WM = 1, 2, 3
 
 # Mean intensity per class (background, CSF, GM, WM, necrosis, edema, enhancing rim).
@@ -227,11 +232,17 @@ def _component_at(mask: np.ndarray, point) -> np.ndarray:
     return labels == labels[point]
 
 
-def brats_phantom_subject(shape: tuple[int, int, int],
-                          rng: np.random.Generator) -> dict[str, np.ndarray]:
+def brats_phantom_subject(shape: tuple[int, int, int], rng: np.random.Generator, *,
+                          enhancing: bool = True) -> dict[str, np.ndarray]:
     """Return {'t1','t1ce','t2','flair': float32 volumes, 'seg': uint8 label map} of the given
-    shape (axes x: right -> left, y: anterior -> posterior, z: inferior -> superior)."""
+    shape (axes x: right -> left, y: anterior -> posterior, z: inferior -> superior).
+
+    ``enhancing=False`` (a low-grade glioma) turns the enhancing rim into non-enhancing tumour
+    core (label 1, dark in T1c like the necrosis); the random draws are the same either way.
+    """
     tissue, seg = brats_phantom_labels(shape, rng)
+    if not enhancing:
+        seg[seg == 4] = 1
     shape = tissue.shape
     brain = tissue > 0
     cls = tissue.copy()
@@ -287,13 +298,24 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 
 def make_brats_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 10,
                         shape=(120, 120, 78), seed: int = 0,
-                        prefix: str = "BraTS20_Training") -> list[Path]:
+                        prefix: str = "BraTS20_Training", n_lgg: int = 0,
+                        grade_layout: str = "none") -> list[Path]:
     """Write n_subjects subjects under out_dir (atomically: the whole out_dir appears complete
     or not at all); return the subject folders, ``<out_dir>/<prefix>_001`` and on.
 
     Subject number ``i`` (1-based) is drawn from ``SeedSequence([seed, i])`` only, so adding
-    subjects never changes existing ones.
+    subjects never changes existing ones. The last ``n_lgg`` subjects are low-grade gliomas
+    (no enhancing tumour; as in BraTS 2020, whose LGG cases follow the HGG ones), the others
+    high-grade. ``grade_layout`` says how the grades are written (:data:`GRADE_LAYOUTS`):
+    ``"none"`` not at all; ``"folders"`` as BRATS 2015-2018, the cases inside
+    ``<out_dir>/HGG/`` and ``<out_dir>/LGG/``; ``"name_mapping"`` as BraTS 2019-2020, a
+    ``<out_dir>/name_mapping.csv`` with columns ``Grade`` and ``BraTS_2020_subject_ID``.
     """
+    if grade_layout not in GRADE_LAYOUTS:
+        raise ValueError(f"grade_layout must be one of {GRADE_LAYOUTS}, got {grade_layout!r}")
+    if isinstance(n_lgg, bool) or not isinstance(n_lgg, (int, np.integer)) \
+            or not 0 <= n_lgg <= n_subjects:
+        raise ValueError(f"n_lgg must be an integer in [0, n_subjects], got {n_lgg!r}")
     if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) \
             or n_subjects < 1:
         raise ValueError(f"n_subjects must be an integer >= 1, got {n_subjects!r}")
@@ -307,11 +329,18 @@ def make_brats_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 10,
         raise InputError(out_dir, "exists and is not a directory; cannot write phantoms there")
     affine = _affine(shape)
     names = [f"{prefix}_{i:03d}" for i in range(1, n_subjects + 1)]
+    grades = ["HGG" if i <= n_subjects - n_lgg else "LGG" for i in range(1, n_subjects + 1)]
+    parents = grades if grade_layout == "folders" else [""] * n_subjects
     with atomic_dir(out_dir) as tmp:
-        for i, name in enumerate(names, start=1):
+        for i, (name, grade, parent) in enumerate(zip(names, grades, parents, strict=True), 1):
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), i]))
-            vols = brats_phantom_subject(shape, rng)
-            (tmp / name).mkdir()
+            vols = brats_phantom_subject(shape, rng, enhancing=grade == "HGG")
+            folder = tmp / parent / name
+            folder.mkdir(parents=True)
             for key in (*SEQUENCES, "seg"):
-                _write_nifti(tmp / name / f"{name}_{key}.nii.gz", vols[key], affine)
-    return [out_dir / name for name in names]
+                _write_nifti(folder / f"{name}_{key}.nii.gz", vols[key], affine)
+        if grade_layout == "name_mapping":
+            lines = ["Grade,BraTS_2020_subject_ID"]
+            lines += [f"{g},{n}" for g, n in zip(grades, names, strict=True)]
+            (tmp / "name_mapping.csv").write_text("\n".join(lines) + "\n")
+    return [out_dir / parent / name for name, parent in zip(names, parents, strict=True)]

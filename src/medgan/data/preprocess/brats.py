@@ -84,7 +84,7 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                   slice_units: str = "index", resolution: int = 64, normalize: str = "zscore",
                   background: str = "min", label_channels: bool = False,
                   label_scheme: str | None = None, min_tumour_px: int = 0,
-                  provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                  provenance: dict[str, Any] | None = None, **case_filter) -> dict[str, Any]:
     """Write ``images.npy``, ``meta.tsv`` and ``dataset.json`` of BraTS slices to ``out_dir``.
 
     ``root`` holds one folder per case, named as ``naming`` says (see
@@ -112,7 +112,8 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     when the case has no label file; with label channels also ``edema_px, necrosis_px,
     enhancing_px``. dataset.json records the settings (the label scheme included) and
     ``provenance``. Bad input raises :class:`~medgan.errors.InputError` naming the file, and
-    nothing is left under the output names. Returns the dataset.json content.
+    nothing is left under the output names. ``case_filter`` (``grades``, ``grade_file``: which
+    tumour grades to keep) goes to :func:`discover_brats_cases`. Returns the dataset.json content.
     """
     root, out_dir = Path(root), Path(out_dir)
     sequences = list(sequences)
@@ -129,7 +130,7 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     patterns = resolve_naming(naming)
     need_labels = label_channels or min_tumour_px > 0
     cases = discover_brats_cases(root, naming=naming, sequences=sequences, label=need_labels,
-                                 mask=mask)
+                                 mask=mask, **case_filter)  # grades, grade_file
     mask_pattern = mask if mask is not None else patterns.get("mask")
     info = {
         "kind": "brats",

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from medgan.data.readers.brats_grades import case_grades, check_grades, grade_folders
 from medgan.data.readers.nifti import read_nifti
 from medgan.errors import InputError
 
@@ -76,6 +77,7 @@ class BratsCase:
     files: dict[str, Path] = field(default_factory=dict)
     label: Path | None = None
     mask: Path | None = None
+    grade: str | None = None
 
 
 def resolve_naming(naming: str | Mapping[str, str]) -> dict[str, str]:
@@ -139,8 +141,15 @@ def _match_one(folder: Path, pattern: str, what: str, *, required: bool) -> Path
 
 def discover_brats_cases(root: str | os.PathLike, *, naming: str | Mapping[str, str] = "brats2017",
                          sequences: Sequence[str] = BRATS_SEQUENCES, label: bool = False,
-                         mask: str | None = None) -> list[BratsCase]:
+                         mask: str | None = None, grades: Sequence[str] | None = None,
+                         grade_file: str | os.PathLike | None = None) -> list[BratsCase]:
     """Find the cases under ``root``: every non-hidden subfolder, sorted by name.
+
+    A root laid out as ``HGG/`` and ``LGG/`` (BRATS 2015-2018) has its cases inside those
+    folders, and each case carries that grade. ``grades`` (e.g. ``["HGG"]``, Han 2018) keeps
+    only the cases of those grades, read from the grade folders, from ``grade_file`` (a
+    ``name_mapping.csv``-style table or a plain case list) or from ``root/name_mapping.csv``
+    (BraTS 2019-2020); see :mod:`medgan.data.readers.brats_grades`.
 
     Each case must hold exactly one file per requested sequence. The label map (the
     naming's ``seg`` pattern) is looked up in every case; it is required when ``label`` is
@@ -163,10 +172,7 @@ def discover_brats_cases(root: str | os.PathLike, *, naming: str | Mapping[str, 
         raise InputError(root, "BraTS root folder not found")
     if not root.is_dir():
         raise InputError(root, "BraTS root is not a folder")
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.name)
-    if not folders:
-        raise InputError(root, "has no case folders (expected one subfolder per case)")
+    folders, grade_of = _case_folders(root, grades=grades, grade_file=grade_file)
 
     cases = []
     for folder in folders:
@@ -178,8 +184,44 @@ def discover_brats_cases(root: str | os.PathLike, *, naming: str | Mapping[str, 
         if mask_pattern is not None:
             mask_file = _match_one(folder, mask_pattern, "brain-mask", required=True)
         cases.append(BratsCase(case_id=folder.name, folder=folder, files=files,
-                               label=label_file, mask=mask_file))
+                               label=label_file, mask=mask_file,
+                               grade=grade_of.get(folder.name)))
     return cases
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def _case_folders(root: Path, *, grades: Sequence[str] | None,
+                  grade_file: str | os.PathLike | None) -> tuple[list[Path], dict[str, str]]:
+    """The case folders to read (those of ``grades`` when given) and the grades known."""
+    by_grade = grade_folders(root)
+    if by_grade is None:
+        folders, folder_grades = _subfolders(root), None
+    else:
+        folders, folder_grades = [], {}
+        for grade, parent in by_grade.items():
+            for folder in _subfolders(parent):
+                if folder.name in folder_grades:
+                    raise InputError(folder, f"case {folder.name} is in two grade folders "
+                                             f"({folder_grades[folder.name]} and {grade})")
+                folders.append(folder)
+                folder_grades[folder.name] = grade
+        folders.sort(key=lambda p: p.name)
+    if not folders:
+        raise InputError(root, "has no case folders (expected one subfolder per case)")
+    if grades is None:
+        return folders, folder_grades or {}
+    wanted = check_grades(grades)
+    grade_of = case_grades(root, [f.name for f in folders], folder_grades=folder_grades,
+                           grade_file=grade_file)
+    kept = [f for f in folders if grade_of[f.name] in wanted]
+    if not kept:
+        counts = {g: sum(v == g for v in grade_of.values()) for g in sorted(set(grade_of.values()))}
+        raise InputError(root, f"has no case of grade(s) {wanted} (it has {counts})")
+    return kept, grade_of
 
 
 def read_brats_case(case: BratsCase, *, sequences: Sequence[str] | None = None,

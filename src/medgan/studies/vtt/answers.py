@@ -6,6 +6,13 @@ kit exactly once, with ``real`` or ``synthetic`` and, when the kit asks for it, 
 answer, a file edited into another structure, two files of one reader id - raises one
 :class:`~medgan.errors.InputError` naming the file (or the files) and the problem, before any
 score is written.
+
+Two more checks keep one reader from being counted twice. A file's name must agree with the
+reader it names: the page names it ``vtt_<kit>_<kit id>_<reader>.json`` (or ``.csv``; a
+browser's `` (1)`` suffix for a second download is allowed), and a file whose name ends in
+another reader's id is refused. And a file whose answers duplicate another file's - the same
+items with the same answers, confidences and answer times (the page stamps every answer to
+the millisecond, so two readers never share them) - is refused as a copy, naming both files.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +89,7 @@ def _read_csv(path: Path) -> tuple[str, str, list[dict[str, Any]]]:
             "item": r["item"],
             "answer": r["answer"],
             "confidence": r["confidence"],
+            "answered_at": r.get("answered_at"),
         }
         for r in rows
     ]
@@ -118,12 +127,30 @@ def _check_answer(path: Path, i: int, a: dict[str, Any], levels: int) -> dict[st
             path,
             f"answer {i + 1} (item {item}) has no confidence; the kit asks for one of 1-{levels}",
         )
+    at = a.get("answered_at")
     return {
         "round": _int(rnd),
         "item": item,
         "answer": label,
         "confidence": None if conf is None else _int(conf),
+        "answered_at": at.strip() if isinstance(at, str) and at.strip() else None,
     }
+
+
+_COPY_SUFFIX = re.compile(r"\s*\(\d+\)$")  # "name (1).json": a browser's second download
+
+
+def check_file_name(path: Path, reader: str) -> None:
+    """A file's name must end in the reader it names (``..._<reader>.json``, as the page
+    names it), else :class:`InputError`: a copy of one reader's file with the reader edited."""
+    stem = _COPY_SUFFIX.sub("", path.stem).lower()  # file systems may ignore case
+    if stem != reader.lower() and not stem.endswith(f"_{reader.lower()}"):
+        raise InputError(
+            path,
+            f"names reader {reader!r} but its file name does not end in '_{reader}' (the page "
+            f"names it vtt_<kit>_<kit id>_{reader}{path.suffix}): a file of another reader "
+            "with the reader edited? Rename it only if it is truly that reader's",
+        )
 
 
 def read_answer_file(
@@ -146,8 +173,9 @@ def read_answer_file(
         )
     if not isinstance(reader, str) or not reader.strip():
         raise InputError(path, "names no reader id")
+    check_file_name(path, reader.strip())
     rows = [_check_answer(path, i, a, levels) for i, a in enumerate(raw)]
-    table = pd.DataFrame(rows, columns=["round", "item", "answer", "confidence"])
+    table = pd.DataFrame(rows, columns=["round", "item", "answer", "confidence", "answered_at"])
     known = set(items)
     unknown = sorted(set(table["item"]) - known)
     if unknown:
@@ -204,7 +232,28 @@ def read_answers(
                 "files are never merged",
             )
         seen[reader] = name
+    _refuse_copies(Path(folder), tables)
     return pd.concat(tables, ignore_index=True)
+
+
+def _refuse_copies(folder: Path, tables: Sequence[pd.DataFrame]) -> None:
+    """One error naming both files when two files hold the same answers at the same times."""
+    seen: dict[tuple, str] = {}
+    cols = ["round", "item", "answer", "confidence", "answered_at"]
+    for t in tables:
+        if t["answered_at"].isna().any():  # hand-made files without times: nothing to compare
+            continue
+        rows = t[cols].astype(str).sort_values(["round", "item"]).itertuples(index=False)
+        fingerprint = tuple(map(tuple, rows))
+        name = t["file"].iloc[0]
+        if fingerprint in seen:
+            raise InputError(
+                folder / name,
+                f"duplicates {folder / seen[fingerprint]}: the same items with the same answers "
+                "and answer times - a copy of one reader's file (keep one; a second reader "
+                "answers on the page)",
+            )
+        seen[fingerprint] = name
 
 
 def read_reader_groups(

@@ -4,11 +4,15 @@ No request leaves the page: images are ``data:`` URLs, CSS and JavaScript are in
 Content-Security-Policy forbids any other source, so the file works from a USB stick on a
 hospital PC without a network. The reader types an id, then sees each image alone with
 Real / Synthetic buttons (keys R and S), a confidence 1-5 (keys 1-5) when the kit asks for one,
-a progress bar, and Back / Next (arrow keys) to change an earlier answer. Answers are kept in
-the browser's localStorage under the kit id and reader id, so a reload or a closed tab resumes
-where the reader stopped. At the end the reader downloads the answer file (JSON or CSV) that
-names the kit id and the reader; the page also shows the JSON as text, for browsers that
-block downloads from files.
+a progress bar, and Back / Next (arrow keys) to change an earlier answer or its confidence.
+Every change is kept at once: answers are in the browser's localStorage under the kit id and
+reader id, and the JSON answer file carries the history of every change. A reload resumes the
+tab's reader where they stopped; a new tab, or the next person on a shared computer, starts at
+the reader-id screen (typing an id that already has answers asks before continuing them), and
+two tabs of one reader keep each other's answers. The images are sized to the window so that
+every control stays in view down to a 1024 x 600 netbook. At the end the reader downloads the
+answer file (JSON or CSV) named ``vtt_<kit>_<kit id>_<reader>``; the page also shows the JSON
+as text, with that file name, for browsers that block downloads from files.
 """
 
 from __future__ import annotations
@@ -69,15 +73,31 @@ const $ = function (id) { return document.getElementById(id); };
 function store(k, v) {
   try { localStorage.setItem(k, v); } catch (e) { storageOk = false; }
 }
+// the reader of this tab: kept across a reload of the tab, not given to a new tab or to the
+// next person who opens the page on a shared computer
+function setCurrent(r) {
+  try { sessionStorage.setItem(PREFIX + "/current", r); } catch (e) { /* reload asks again */ }
+}
+function getCurrent() {
+  try { return sessionStorage.getItem(PREFIX + "/current"); } catch (e) { return null; }
+}
 function fetchState(r) {
   try { return JSON.parse(localStorage.getItem(PREFIX + "/reader/" + r)); }
   catch (e) { storageOk = false; return null; }
 }
+let syncing = false;
 function save() {
+  if (syncing) return;  // showing what another tab saved: nothing new to write
   state.pos = pos;
   store(PREFIX + "/reader/" + reader, JSON.stringify(state));
-  store(PREFIX + "/current", reader);
+  setCurrent(reader);
   $("storage-warning").style.display = storageOk ? "none" : "block";
+}
+function record(s, a) {
+  // every change is kept: the answer as it is now, and the change in the history
+  state.answers[akey(s)] = a;
+  state.history.push({round: s.round, item: s.item, answer: a.answer,
+                      confidence: a.confidence, at: a.answered_at});
 }
 function akey(s) { return s.round + ":" + s.item; }
 function nAnswered() {
@@ -95,18 +115,32 @@ function screen(name) {
   });
   $("switch").style.display = name === "start" ? "none" : "inline-block";
 }
-function begin(id) {
+let pendingId = null;
+function begin(id, resume) {
   id = (id || "").trim();
   if (!/^[A-Za-z0-9_.-]{1,40}$/.test(id)) {
     $("start-msg").textContent = "Reader id: 1-40 letters, digits, '.', '_' or '-'.";
     return;
   }
+  const saved = fetchState(id);
+  if (saved && !resume && pendingId !== id) {
+    // on a shared computer another reader may have used this id: ask before continuing
+    const n = ITEMS.filter(function (s) { return saved.answers[akey(s)]; }).length;
+    pendingId = id;
+    $("start-msg").textContent = "Reader id " + id + " already has " + n + " of " +
+      ITEMS.length + " answers in this browser. Press Start again to continue them, or " +
+      "type another id.";
+    return;
+  }
+  pendingId = null;
+  $("start-msg").textContent = "";
   reader = id;
-  state = fetchState(id) || {reader: id, answers: {}, pos: 0, started: new Date().toISOString()};
+  state = saved || {reader: id, answers: {}, pos: 0, started: new Date().toISOString()};
+  if (!state.history) state.history = [];
   $("reader-label").textContent = "Reader " + id;
   show(Math.min(state.pos || 0, firstOpen()));
 }
-function panels(el, pngs, channels, size) {
+function panels(el, pngs, channels) {
   el.innerHTML = "";
   pngs.forEach(function (b64, c) {
     const fig = document.createElement("figure");
@@ -114,7 +148,6 @@ function panels(el, pngs, channels, size) {
     img.src = "data:image/png;base64," + b64;
     img.alt = "image " + (c + 1);
     img.className = "vtt-image";
-    img.style.width = "min(" + Math.floor(90 / pngs.length) + "vw, " + size + "vh)";
     fig.appendChild(img);
     if (pngs.length > 1) {
       const cap = document.createElement("figcaption");
@@ -124,6 +157,20 @@ function panels(el, pngs, channels, size) {
     el.appendChild(fig);
   });
 }
+function fit() {
+  // the images as large as the window allows with every control still in view (a 1024 x 600
+  // netbook leaves a browser about 450 px of height)
+  if (!$("screen-item").classList.contains("on")) return;
+  const imgs = document.querySelectorAll("#panels img");
+  if (!imgs.length) return;
+  imgs.forEach(function (img) { img.style.width = "0px"; });
+  const rest = $("screen-item").getBoundingClientRect().bottom + window.scrollY;
+  const byHeight = Math.floor(window.innerHeight - rest - 16);
+  const byWidth = Math.floor(0.94 * window.innerWidth / imgs.length) - 10;
+  const size = Math.max(48, Math.min(byHeight, byWidth));
+  imgs.forEach(function (img) { img.style.width = size + "px"; });
+}
+window.addEventListener("resize", fit);
 function showItem(s) {
   const a = state.answers[akey(s)];
   conf = a ? a.confidence : null;
@@ -148,13 +195,14 @@ function showItem(s) {
   }
   $("panels").dataset.item = s.item;
   $("panels").dataset.round = String(s.round);
-  panels($("panels"), KIT.items[s.item].png, s.set.channels, s.set.examples ? 44 : 58);
+  panels($("panels"), KIT.items[s.item].png, s.set.channels);
   $("btn-real").classList.toggle("chosen", !!a && a.answer === "real");
   $("btn-synthetic").classList.toggle("chosen", !!a && a.answer === "synthetic");
   $("btn-next").disabled = !a;
   $("btn-back").disabled = pos === 0;
   paintConf();
   screen("item");
+  fit();
 }
 function paintConf() {
   document.querySelectorAll(".conf button").forEach(function (b) {
@@ -168,6 +216,7 @@ function show(p) {
   if (focused && focused.tagName === "BUTTON") focused.blur();
   $("msg").textContent = "";
   const s = steps[pos];
+  if (s.type !== "item") $("where").textContent = "";
   const n = nAnswered();
   $("count").textContent = n + " of " + ITEMS.length + " answered";
   $("bar").firstElementChild.style.width = (100 * n / ITEMS.length) + "%";
@@ -185,7 +234,10 @@ function show(p) {
       "study team; then press Change reader for the next reader on this computer.";
     $("downloads").style.display = open ? "none" : "block";
     $("btn-open").style.display = open ? "inline-block" : "none";
-    if (!open) $("answers-text").value = answersJSON();
+    if (!open) {
+      $("answers-text").value = answersJSON();
+      $("copy-name").textContent = fileName("json");
+    }
     screen("done");
   }
   save();
@@ -197,14 +249,21 @@ function answer(which) {
     $("msg").textContent = "Choose a confidence (1-" + LEVELS + ") first.";
     return;
   }
-  state.answers[akey(s)] = {answer: which, confidence: LEVELS ? conf : null,
-                            answered_at: new Date().toISOString()};
+  record(s, {answer: which, confidence: LEVELS ? conf : null,
+             answered_at: new Date().toISOString()});
   show(pos + 1 < steps.length && steps[pos + 1].type === "done" ? firstOpen() : pos + 1);
 }
 function setConf(level) {
   if (!LEVELS || level < 1 || level > LEVELS) return;
   conf = level;
   paintConf();
+  const s = steps[pos];
+  const a = s && s.type === "item" ? state.answers[akey(s)] : null;
+  if (a && a.confidence !== level) {  // a new confidence for an answered image is a change
+    record(s, {answer: a.answer, confidence: level, answered_at: new Date().toISOString()});
+    $("msg").textContent = "Confidence changed to " + level + ".";
+    save();
+  }
 }
 function rows() {
   return ITEMS.map(function (s) {
@@ -216,7 +275,7 @@ function rows() {
 function answersJSON() {
   return JSON.stringify({format: "%(answers_format)s", version: 1, kit_id: KIT.kit_id,
     kit_name: KIT.name, reader: reader, started: state.started,
-    saved_at: new Date().toISOString(), answers: rows()}, null, 1);
+    saved_at: new Date().toISOString(), answers: rows(), history: state.history}, null, 1);
 }
 function answersCSV() {
   const head = "kit_id,kit_name,reader,round,set,item,answer,confidence,answered_at";
@@ -225,8 +284,9 @@ function answersCSV() {
             r.confidence === null ? "" : r.confidence, r.answered_at].join(",");
   })).join("\n") + "\n";
 }
+function fileName(ext) { return "vtt_" + KIT.name + "_" + KIT.kit_id + "_" + reader + "." + ext; }
 function download(text, ext, type) {
-  const name = "vtt_" + KIT.name + "_" + KIT.kit_id + "_" + reader + "." + ext;
+  const name = fileName(ext);
   const blob = new Blob([text], {type: type});
   if (window.navigator.msSaveOrOpenBlob) { window.navigator.msSaveOrOpenBlob(blob, name); return; }
   const a = document.createElement("a");
@@ -256,6 +316,7 @@ document.addEventListener("keydown", function (e) {
   else if (k === "ArrowLeft") show(pos - 1);
 });
 $("start").onclick = function () { begin($("reader-id").value); };
+$("reader-id").oninput = function () { pendingId = null; $("start-msg").textContent = ""; };
 $("btn-real").onclick = function () { answer("real"); };
 $("btn-synthetic").onclick = function () { answer("synthetic"); };
 $("btn-back").onclick = function () { show(pos - 1); };
@@ -268,11 +329,25 @@ $("download-json").onclick = function () {
 };
 $("download-csv").onclick = function () { download(answersCSV(), "csv", "text/csv"); };
 $("switch").onclick = function () {
-  store(PREFIX + "/current", "");
+  setCurrent("");
   reader = null;
+  pendingId = null;
   $("reader-label").textContent = "";
+  $("where").textContent = "";
+  $("reader-id").value = "";  // the next reader types their own id
+  $("start-msg").textContent = "";
   screen("start");
+  $("reader-id").focus();
 };
+window.addEventListener("storage", function (e) {
+  // the same reader in another tab of this browser: take over its answers, lose none
+  if (reader && e.key === PREFIX + "/reader/" + reader && e.newValue) {
+    state = JSON.parse(e.newValue);
+    if (!state.history) state.history = [];
+    syncing = true;
+    try { show(pos); } finally { syncing = false; }
+  }
+});
 const confEl = $("conf");
 for (let i = 1; i <= LEVELS; i++) {
   const b = document.createElement("button");
@@ -283,9 +358,8 @@ for (let i = 1; i <= LEVELS; i++) {
   confEl.appendChild(b);
 }
 confEl.style.display = LEVELS ? "block" : "none";
-let current = null;
-try { current = localStorage.getItem(PREFIX + "/current"); } catch (e) { storageOk = false; }
-if (current && fetchState(current)) begin(current); else screen("start");
+const current = getCurrent();
+if (current && fetchState(current)) begin(current, true); else screen("start");
 """
 
 _HTML = """<!DOCTYPE html>
@@ -325,7 +399,8 @@ Back/Next or the arrow keys change an earlier answer. Progress is kept in this b
 <button id="btn-open">Go to the first unanswered image</button>
 <div id="downloads"><button class="big" id="download-json">Download answers (JSON)</button>
 <button class="big" id="download-csv">Download answers (CSV)</button>
-<p class="note">If no download starts, copy this text into a file named answers.json:</p>
+<p class="note">If no download starts, copy this text into a file named
+<strong id="copy-name"></strong>:</p>
 <textarea id="answers-text" readonly></textarea></div>
 <p><button id="btn-review">&larr; Back to the last image</button></p>
 </section>

@@ -4,7 +4,9 @@ model's dataset and channels against the model's synthetic images (Han et al. 20
 Real images come only from the held-out split (``split.tsv``), so a reader never sees an image
 the GAN was trained on. Blocks that show the same dataset and channels (DCGAN T1 and WGAN T1)
 draw their real images least-used first, so that no displayed image repeats within a kit while
-the held-out split is large enough; the kit record counts any that do. Synthetic images are
+the held-out split is large enough; the kit record counts any that do. A pooled dataset (Han's
+Concat, meta.tsv's ``sequence`` column) gives its real images in equal proportion from each
+sequence (:func:`pick_stratified`; the key's ``sequence`` column). Synthetic images are
 generated from the model's checkpoint with a seed derived from the kit seed and the block, and
 the answer key records that seed and the latent index, so every image can be made again.
 Channels are shown with the grey windows of the study figures
@@ -84,6 +86,37 @@ def pick_least_used(
     return np.sort(chosen)
 
 
+def pick_stratified(
+    candidates: np.ndarray,
+    strata: Sequence[str],
+    n: int,
+    used: Counter,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``n`` of ``candidates`` in equal proportion from each stratum (``strata[i]`` is the
+    stratum of ``candidates[i]``), least used first within a stratum; when ``n`` does not
+    divide evenly, a random choice of strata gets one more. Han 2018 sec. 3.3: Concat images
+    "were classified together with real T1, T1c, T2, and FLAIR images in equal proportion"."""
+    candidates, strata = np.asarray(candidates), np.asarray(strata, dtype=str)
+    names = sorted(set(strata.tolist()))
+    share = np.full(len(names), n // len(names))
+    share[rng.permutation(len(names))[: n % len(names)]] += 1
+    chosen = []
+    for name, k in zip(names, share, strict=True):
+        pool = candidates[strata == name]
+        if len(pool) < k:
+            raise ValueError(f"stratum {name} has {len(pool)} images; {k} are needed")
+        chosen.append(pick_least_used(pool, int(k), used, rng))
+    return np.sort(np.concatenate(chosen))
+
+
+def real_strata(meta, channels: Sequence[str]) -> np.ndarray | None:
+    """The ``sequence`` of each image of a pooled dataset (Han's Concat), else None."""
+    if len(channels) == 1 and "sequence" in getattr(meta, "columns", ()):
+        return meta["sequence"].astype(str).to_numpy()
+    return None
+
+
 def blocks_from_models(
     *,
     models: Sequence[str],
@@ -120,7 +153,17 @@ def blocks_from_models(
             )
         rng = np.random.default_rng(block_seed(seed, b))
         counter = used.setdefault((str(data_dir), tuple(channels)), Counter())
-        real_idx = pick_least_used(held_idx, n_real, counter, rng)
+        strata = real_strata(data.meta, channels)
+        if strata is None:
+            real_idx = pick_least_used(held_idx, n_real, counter, rng)
+        else:  # Concat: the real images in equal proportion from each sequence
+            try:
+                real_idx = pick_stratified(held_idx, strata[held_idx], n_real, counter, rng)
+            except ValueError as err:
+                raise InputError(
+                    split,
+                    f"{err} for the kit's block for {model} (lower vtt n_real or hold out more)",
+                ) from err
         ex_idx = np.sort(rng.choice(train_idx, size=min(n_examples, len(train_idx)), replace=False))
         syn_seed = block_seed(seed, 1000 + b)
         synthetic = generate_from(G, config, n_synthetic, seed=syn_seed)
@@ -139,6 +182,7 @@ def blocks_from_models(
                         "dataset_index": int(i),
                         "subject": subjects[i] if subjects else "",
                         "reuse": counter[int(i)] - 1,
+                        **({"sequence": str(strata[i])} if strata is not None else {}),
                     }
                     for i in real_idx
                 ],
