@@ -16,6 +16,13 @@ works on logits). Every conv is followed by leaky ReLU (slope 0.1) and Gaussian 
 noise ("drawn from N(0, 1/2)"; read here as standard deviation 0.5, ``noise_std``) and dropout
 (rate not given; ``dropout`` 0.5) act only in training mode.
 
+Weights (not in the paper; the authors' ``gan.py``): TensorFlow's unit-scaling initialisation,
+uniform with standard deviation ``factor / sqrt(fan_in)`` - factor 1.43 in G (hidden biases
+0.1), 1.5 in D's convolutions and 1.0 in its last dense layer (biases 0); see
+:func:`unit_scaling_init`. Radford's N(0, 0.02) (used before issue 16) shrinks every layer's
+output about tenfold, so D's input and activation noise (std 0.5) drowned the image: D sat at
+chance (loss log 4) and G collapsed to one lesion.
+
 The paper's batch size of 200 is a training-schedule setting, not an architecture key.
 """
 
@@ -26,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medgan.models.dcgan import assert_shape, init_weights
+from medgan.models.dcgan import assert_shape
 from medgan.models.layers import (
     OUTPUT_ACTIVATIONS,
     check_channels,
@@ -49,6 +56,22 @@ DEFAULTS: dict[str, Any] = {
     "noise_std": 0.5,  # section 5.3: "Gaussian noise is drawn from N(0, 1/2)"
     "dropout": 0.5,  # Table 2: dropout after global average pooling (rate not given)
 }
+
+
+G_INIT_FACTOR = 1.43  # the authors' gan.py: uniform_unit_scaling_initializer(factor=1.43)
+D_INIT_FACTOR = 1.5  # ... factor=1.5 for D's convolutions, 1.0 for its last dense layer
+G_HIDDEN_BIAS = 0.1  # ... biases_initializer=constant(0.1) in G's hidden layers
+
+
+def unit_scaling_init(layer: nn.Module, factor: float, bias: float = 0.0) -> None:
+    """Uniform weights of standard deviation ``factor / sqrt(fan_in)`` (TensorFlow's
+    ``uniform_unit_scaling_initializer``), constant bias ``bias``."""
+    # TensorFlow's input size: the product of the kernel's dims but the last, which is
+    # PyTorch's fan-in (for a transposed conv: out_channels * k * k, as in TF)
+    fan_in = nn.init._calculate_fan_in_and_fan_out(layer.weight)[0]
+    limit = factor * (3.0 / fan_in) ** 0.5
+    nn.init.uniform_(layer.weight, -limit, limit)
+    nn.init.constant_(layer.bias, bias)
 
 
 class GaussianNoise(nn.Module):
@@ -90,7 +113,10 @@ class KitchenGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(c_in, channels, 3, 1, 1),
                    output_activation(output_activation_name)]
         self.main = nn.Sequential(*layers)
-        init_weights(self)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
+                unit_scaling_init(m, G_INIT_FACTOR, G_HIDDEN_BIAS)
+        unit_scaling_init(layers[-2], G_INIT_FACTOR, 0.0)  # the output layer: bias 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         assert_shape(z, (None, self.latent_dim), "KitchenGenerator input z")
@@ -120,7 +146,10 @@ class KitchenDiscriminator(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                    nn.Linear(c_in, 1)]
         self.main = nn.Sequential(*layers)
-        init_weights(self)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                unit_scaling_init(m, D_INIT_FACTOR)
+        unit_scaling_init(layers[-1], 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert_shape(x, (None, self.channels, self.resolution, self.resolution),
