@@ -190,6 +190,41 @@ def test_kitchen_noise_only_in_training_mode():
         build_discriminator({"name": "kitchen", "noise_std": -1.0}, channels=3, resolution=16)
 
 
+def test_srresnet_upsampling_starts_without_a_checkerboard():
+    # issue 16: independent He weights before each pixel shuffle made the four sub-pixels of
+    # every 2x2 block differ: the 200-step default runs ended with a checkerboard. ICNR makes
+    # conv + shuffle start as nearest-neighbour upsampling (BatchNorm and ReLU act per channel).
+    torch.manual_seed(0)
+    G = build_generator({"name": "srresnet", "latent_dim": 16, "width": 8, "n_blocks": 1,
+                         "n_upsample": 2}, channels=1, resolution=16).eval()
+    h = G.dense_act(G.dense(torch.randn(4, 16)).reshape(4, 8, 4, 4))
+    up = G.upsample(h + G.blocks_out(G.blocks(h)))  # (4, 8, 16, 16) after two shuffles
+    blocks = up.reshape(4, 8, 8, 2, 8, 2)
+    torch.testing.assert_close(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
+    assert up.std() > 0
+
+
+def test_kitchen_init_keeps_the_image_above_the_discriminator_noise():
+    # issue 16: with Radford's N(0, 0.02) weights every conv shrank its input about tenfold and
+    # D's noise (std 0.5 after every layer) drowned the lesion: D stayed at chance and G
+    # collapsed. The authors' unit-scaling init keeps each conv's output at its input's scale.
+    torch.manual_seed(0)
+    D = build_discriminator({"name": "kitchen", "init": "uniform_unit_scaling"}, channels=3,
+                            resolution=16).eval()
+    x = torch.rand(64, 3, 16, 16)
+    first = D.main[1](x)  # the first conv (after the input noise, an identity in eval mode)
+    assert first.std() > 0.3 * x.std()
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        assert conv.weight.std().item() == pytest.approx(1.5 / fan_in**0.5, rel=0.15)
+    G = build_generator({"name": "kitchen", "init": "uniform_unit_scaling"}, channels=3,
+                        resolution=16)
+    assert G.dense[0].bias.eq(0.1).all() and G.main[-2].bias.eq(0.0).all()
+    out = G(torch.randn(64, 25))
+    assert out.std() > 0.05  # N(0, 0.02) weights gave about 1e-4
+
+
 def _numpy_mbstd(x: np.ndarray, group: int) -> np.ndarray:
     n = x.shape[0]
     out = np.empty((n, 1) + x.shape[2:], dtype=np.float64)

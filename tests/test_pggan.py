@@ -240,6 +240,27 @@ def test_ema_update_formula():
     assert all(torch.equal(e, p) for e, p in zip(ema.parameters(), G.parameters(), strict=True))
 
 
+def test_generator_ema_ramps_up_so_a_short_run_does_not_keep_its_init():
+    # issue 16: Delplace's 200-step ProGANs averaged with 0.999 kept 0.999**200 = 82 % of the
+    # random init, and every output was noise; the ramp-up (stylegan2-ada) bounds the half-life
+    from medgan.training.state import GeneratorEMA, ema_decay_at
+
+    assert ema_decay_at(0.999, None) == 0.999
+    assert ema_decay_at(0.999, 1) < 1e-5  # the first update copies G
+    assert ema_decay_at(0.999, 200) == pytest.approx(0.5 ** 0.1)
+    assert ema_decay_at(0.999, 10**6) == 0.999
+    G = torch.nn.Linear(4, 4)
+    init = G.weight.detach().clone()
+    ema = GeneratorEMA(G, 0.999)
+    for step in range(1, 201):
+        with torch.no_grad():
+            G.weight.fill_(float(step))
+        ema.update(G, step=step)
+    # the average sits near the last weights, not at the initial ones
+    assert (ema.model.weight - 200.0).abs().max() < 20
+    assert not torch.allclose(ema.model.weight, init)
+
+
 def test_one_wgan_gp_step_at_level_2_fading():
     G, D = _nets(channels=3)
     for net in (G, D):

@@ -18,6 +18,7 @@ from medgan.data.vessels import (
     train_vessel_unet,
     train_vessel_unet_on_folder,
     vessel_auc,
+    vessel_dice,
 )
 from medgan.errors import InputError
 from medgan.models.unet import UNET_DEFAULTS, build_unet, resolve_unet_config
@@ -122,6 +123,22 @@ def test_vessel_auc():
         vessel_auc(prob, np.zeros((40, 40), bool), fov)
 
 
+def test_vessel_dice_sees_a_blob_that_the_auc_ranks_as_a_vessel_map():
+    # issue 16: a U-net map that is a bright blob with brighter vessels inside it ranks every
+    # vessel pixel above the background (AUC 1) but is no vessel map; the Dice at p = 0.5 says so
+    truth = np.zeros((40, 40), bool)
+    truth[20, 5:35] = truth[5:35, 20] = True
+    fov = np.ones((40, 40), bool)
+    blob = np.full((40, 40), 0.2, np.float32)
+    blob[8:32, 8:32] = 0.55
+    blob[truth] = 0.9
+    assert vessel_auc(blob, truth, fov) > 0.99
+    assert vessel_dice(blob, truth, fov) < 0.3
+    assert vessel_dice(truth * 0.9, truth, fov) == 1.0
+    assert vessel_dice(np.zeros((40, 40)), np.zeros((40, 40), bool)) == 1.0
+    assert vessel_dice(np.zeros((40, 40)), truth) == 0.0
+
+
 # --- training ------------------------------------------------------------------------
 
 
@@ -134,6 +151,7 @@ def test_short_training_on_phantoms_beats_the_intensity_baseline(segmentation_se
         auc = vessel_auc(prob, vessels[i], fovs[i])
         baseline = vessel_auc(1 - images[i], vessels[i], fovs[i])  # dark = vessel
         assert auc > 0.9 and auc > baseline + 0.05, (auc, baseline)
+        assert vessel_dice(prob, vessels[i], fovs[i]) > 0.6
 
 
 def test_training_is_deterministic(segmentation_set):

@@ -131,6 +131,7 @@ def test_tiny_workflow_writes_phantoms_prepared_data_and_models(tiny_run):
     work, _ = tiny_run
     auc = pd.read_csv(work / "results" / "segmenters" / "fundus_tiny" / "heldout_auc.tsv", sep="\t")
     assert list(auc["image"])[-1] == "mean" and auc["auc"].between(0, 1).all()
+    assert auc["dice"].between(0, 1).all()
     for name, shape in [
         ("oasis_tiny", (1, 16, 16)),
         ("prostatex_tiny", (3, 16, 16)),

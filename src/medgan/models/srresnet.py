@@ -21,7 +21,12 @@ with the defaults: 32 features at 128, then 6 stages of 2 blocks = 12 blocks, 20
 The paper does not give the 32 starting features; they are the unique power of two that ends at
 2048 after six doublings. Optionally a minibatch-stddev map before the dense layer.
 
-Weights: He normal ("tensor weights are initialized with the He Normal method").
+Weights: He normal ("tensor weights are initialized with the He Normal method"); the conv
+before each pixel shuffle is He normal per output pixel and copied to its 4 sub-pixels (ICNR,
+Aitken et al. 2017, :func:`icnr_init`), so that the upsampling starts as nearest-neighbour and
+not as a checkerboard: with independent He weights the four sub-pixels of every 2x2 block
+differ at the start, and Delplace's short default runs (200 steps) ended with a checkerboard
+(issue 16).
 """
 
 from __future__ import annotations
@@ -70,6 +75,22 @@ def he_init(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def icnr_init(conv: nn.Conv2d, scale: int = 2) -> None:
+    """ICNR (Aitken et al. 2017): He-normal weights of ``conv.out_channels / scale**2``
+    filters, each repeated for the ``scale**2`` channels that a pixel shuffle spreads over one
+    output pixel's sub-pixels; zero biases. The conv + pixel shuffle then starts as a conv
+    followed by nearest-neighbour upsampling: free of checkerboards."""
+    n = scale * scale
+    if conv.out_channels % n:
+        raise ValueError(f"ICNR needs out_channels divisible by {n}, got {conv.out_channels}")
+    base = torch.empty(conv.out_channels // n, *conv.weight.shape[1:])
+    nn.init.kaiming_normal_(base, nonlinearity="relu")
+    with torch.no_grad():
+        conv.weight.copy_(base.repeat_interleave(n, dim=0))
+        if conv.bias is not None:
+            conv.bias.zero_()
 
 
 def _conv3(c_in: int, c_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -132,6 +153,9 @@ class SRResNetGenerator(nn.Module):
             nn.Conv2d(width, channels, output_kernel_size, 1, output_kernel_size // 2),
             output_activation(output_activation_name))
         he_init(self)
+        for i, layer in enumerate(ups):
+            if isinstance(layer, nn.PixelShuffle):
+                icnr_init(ups[i - 1])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         assert_shape(z, (None, self.latent_dim), "SRResNetGenerator input z")

@@ -294,7 +294,7 @@ class TrainingLoop:
                    self.next_real, self.next_z, state.stats,
                    autocast_d=self.autocast_d, autocast_g=self.autocast_g, **state.frozen_models)
         if state.ema:
-            state.ema.update(state.G)
+            state.ema.update(state.G, step=step)
         self.log.count_step(self.run.loss.n_critic * self.batch_size)
 
     def stop_requested(self, sigterm: dict[str, bool]) -> bool:

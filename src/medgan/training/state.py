@@ -49,18 +49,35 @@ CHECKPOINT_FORMAT = "medgan.gan/1"
 N_SAMPLES = 16  # images in samples.png
 
 
+EMA_RAMPUP = 0.05  # stylegan2-ada's ema_rampup: the average's half-life <= 5 % of the steps
+
+
+def ema_decay_at(decay: float, step: int | None) -> float:
+    """The decay of the EMA update after 1-based ``step``: ``decay``, but at most
+    ``0.5 ** (1 / (EMA_RAMPUP * step))`` (the ramp-up of Karras et al.'s stylegan2-ada: the
+    average's half-life is at most 5 % of the steps trained), so that a short run's average is
+    not mostly its initial weights (issue 16: with 0.999 and no ramp-up, 200 steps left 82 %
+    of the random init in the average, and its samples were noise). ``None``: ``decay``."""
+    if step is None:
+        return decay
+    return min(decay, 0.5 ** (1.0 / (EMA_RAMPUP * max(int(step), 1))))
+
+
 class GeneratorEMA:
-    """An exponential moving average of a generator's parameters (Karras et al.); buffers
-    (BatchNorm statistics) are copied. ``model`` is the averaged generator, in eval mode."""
+    """An exponential moving average of a generator's parameters (Karras et al.), with
+    stylegan2-ada's ramp-up (:func:`ema_decay_at`); buffers (BatchNorm statistics) are copied.
+    ``model`` is the averaged generator, in eval mode."""
 
     def __init__(self, G: torch.nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(G).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, G: torch.nn.Module) -> None:
+    def update(self, G: torch.nn.Module, step: int | None = None) -> None:
+        """Move the average towards ``G`` after 1-based training ``step`` (None: no ramp-up)."""
+        decay = ema_decay_at(self.decay, step)
         for p_ema, p in zip(self.model.parameters(), G.parameters(), strict=True):
-            p_ema.lerp_(p, 1.0 - self.decay)
+            p_ema.lerp_(p, 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), G.buffers(), strict=True):
             b_ema.copy_(b)
 
