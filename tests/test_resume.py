@@ -109,7 +109,8 @@ def test_resume_after_a_kill_is_exact(data, uninterrupted, tmp_path, monkeypatch
     for r, w in zip(rows, whole, strict=True):  # the log's sums were checkpointed too
         assert r["d_loss"] == w["d_loss"] and r["g_loss"] == w["g_loss"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "losses.png", "run.json", "samples.png", "stats.jsonl"]
+        "checkpoint.pt", "losses.png", "run.json", "samples.png", "snapshots.jsonl",
+        "stats.jsonl"]
 
 
 def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_path,
