@@ -73,8 +73,8 @@ class SnapshotScorer:
         self.reference = np.asarray(reference, dtype=np.float32)
         self.channel_names, self.thresholds, self.spec = list(channel_names), thresholds, spec
         self.data_range = float(self.reference.max() - self.reference.min()) or 1.0
-        self.pca = fit_real_pca(self.reference, n_components=min(
-            int(self.settings["n_components"]), len(self.reference) - 1))
+        k = min(int(self.settings["n_components"]), len(self.reference) - 2)  # PCA needs N>=k+2
+        self.pca = fit_real_pca(self.reference, n_components=k) if k >= 1 else None
         self.net = self.net_info = self.reference_features = None
         if featurenet is not None:
             from medgan.analysis.metrics.featurenet import load_feature_net
@@ -133,7 +133,8 @@ class SnapshotScorer:
         out["msssim_mean"] = msssim_diversity(
             images, n_pairs=int(self.settings["msssim_pairs"]), seed=seed,
             data_range=self.data_range)["msssim_mean"]
-        out["rho"] = realism_rho(images, self.pca)
+        if self.pca is not None:
+            out["rho"] = realism_rho(images, self.pca)
         return out
 
     def __call__(self, images: np.ndarray, *, losses: list[dict] | None = None
@@ -156,6 +157,21 @@ class SnapshotScorer:
         verdict = judge_health(values, self.baseline or {}, thresholds=self.thresholds,
                                losses=losses)
         return {"health": verdict.verdict, "health_reason": verdict.reason}
+
+
+def snapshot_scorer_for(schedule: dict[str, Any], data_dir: str | os.PathLike,
+                        split: str | os.PathLike | None, *, channels: list[str] | None,
+                        featurenet: str | os.PathLike | None = None,
+                        settings: dict[str, Any] | None = None,
+                        thresholds: dict[str, float] | None = None) -> SnapshotScorer | None:
+    """The scorer of a model whose ``schedule`` asks for snapshots (None when it does not);
+    ``settings``: the ``analysis.snapshots`` config (its ``feature_net`` is the workflow's: the
+    caller passes the feature network or not)."""
+    if not schedule.get("snapshot_every"):
+        return None
+    settings = {k: v for k, v in (settings or {}).items() if k != "feature_net"}
+    return SnapshotScorer.from_files(data_dir, split, channels=channels, featurenet=featurenet,
+                                     settings=settings, thresholds=thresholds)
 
 
 def main(argv: list[str]) -> int:
