@@ -17,7 +17,7 @@ from medgan.atomic import write_text
 from medgan.plotting import read_stats
 from medgan.training.checkpoint import continue_stats
 from medgan.training.events import EventLog
-from medgan.training.snapshots import SOURCE_BASELINE, SnapshotScorer, Snapshots
+from medgan.training.snapshots import SOURCE_BASELINE, Snapshots, SnapshotScorer
 
 log = logging.getLogger(__name__)
 
