@@ -109,7 +109,53 @@ def test_resume_after_a_kill_is_exact(data, uninterrupted, tmp_path, monkeypatch
     for r, w in zip(rows, whole, strict=True):  # the log's sums were checkpointed too
         assert r["d_loss"] == w["d_loss"] and r["g_loss"] == w["g_loss"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "losses.png", "run.json", "samples.png", "stats.jsonl"]
+        "checkpoint.pt", "losses.png", "run.json", "samples.png", "snapshots.jsonl",
+        "stats.jsonl"]
+
+
+def _scorer(data):
+    from medgan.analysis.snapshot_scorer import SnapshotScorer
+    from medgan.data.prepared import load_prepared
+
+    images = np.asarray(load_prepared(data).images)
+    return SnapshotScorer(images, images[:4], channel_names=["T1"],
+                          settings={"n_images": 8, "min_images": 8, "msssim_pairs": 10})
+
+
+def test_resume_with_snapshots_is_exact(data, uninterrupted, tmp_path, monkeypatch):
+    import medgan.training.loop
+
+    schedule = {**SCHEDULE, "checkpoint_every": 3, "snapshot_every": 2, "keep_best": "rho"}
+    whole = tmp_path / "whole"
+    _train(data, whole, schedule=schedule, snapshot_scorer=_scorer(data))
+    out = tmp_path / "killed"
+    real_step, calls = medgan.training.loop.train_step, []
+
+    def dying_step(*args, **kw):
+        calls.append(1)
+        if len(calls) == 6:
+            raise Killed
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
+    with pytest.raises(Killed):
+        _train(data, out, schedule=schedule, snapshot_scorer=_scorer(data))
+    monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
+    partial = [json.loads(r)["step"] for r in
+               (out / "snapshots.jsonl.partial").read_text().splitlines()]
+    assert partial == [0, 2, 4]  # step 4's snapshot came after the checkpoint of step 3
+    run = _train(data, out, schedule=schedule, snapshot_scorer=_scorer(data))
+    assert run["resumed_from_step"] == 3
+    _assert_same_state(uninterrupted, out)  # snapshots change no weight, resumed or not
+
+    def rows(path):
+        return [{k: v for k, v in json.loads(r).items() if k != "snapshot_s"}
+                for r in (path / "snapshots.jsonl").read_text().splitlines()]
+
+    assert [r["step"] for r in rows(out)] == [0, 2, 4, 6, 7]
+    assert rows(out) == rows(whole)
+    best = load_checkpoint(out / "checkpoint_best.pt")
+    assert best["step"] == max(rows(out)[1:], key=lambda r: r["rho"])["step"]
 
 
 def test_resume_dir_survives_the_outputs_being_deleted(data, uninterrupted, tmp_path,

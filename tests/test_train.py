@@ -50,7 +50,8 @@ def run_dir(data, tmp_path_factory):
 
 def test_run_directory(run_dir):
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoint.pt", "losses.png", "run.json", "samples.png", "stats.jsonl"]  # no temp files
+        "checkpoint.pt", "losses.png", "run.json", "samples.png", "snapshots.jsonl",
+        "stats.jsonl"]  # no temp files; no snapshots asked for: an empty log
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 3
     assert {"generator", "discriminator", "g_optimizer", "d_optimizer", "rng"} <= set(ckpt)

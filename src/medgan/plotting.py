@@ -185,10 +185,17 @@ def plot_loss_curves(
     rows = read_stats(stats_path)
     if not rows:
         raise ValueError(f"{stats_path}: no rows")
-    if keys is None:
-        keys = sorted({k for r in rows for k in r if "loss" in k})
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
+    _loss_axes(ax, rows, keys=keys, smooth=smooth, title=title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _loss_axes(ax, rows: list[dict], *, keys: Sequence[str] | None = None, smooth: int = 1,
+               title: str | None = None) -> None:
+    if keys is None:
+        keys = sorted({k for r in rows for k in r if "loss" in k})
     for key in keys:
         pts = [(r["step"], r[key]) for r in rows if key in r and r[key] is not None]
         if not pts:
@@ -203,5 +210,61 @@ def plot_loss_curves(
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+
+
+# snapshot panels of plot_training_curves: title, metrics (lower / higher is better)
+SNAPSHOT_PANELS = [
+    ("domain FID (lower is better)", ["domain_fid"]),
+    ("domain KID (lower is better)", ["domain_kid_mean"]),
+    ("precision / recall / coverage", ["domain_precision", "domain_recall", "domain_coverage"]),
+    ("MS-SSIM of pairs (diversity; real pairs dashed)", ["msssim_mean"]),
+    ("realism rho (Delplace)", ["rho"]),
+]
+
+
+def plot_training_curves(
+    stats_path: str | os.PathLike,
+    snapshots_path: str | os.PathLike | None,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> None:
+    """The loss curves of ``stats.jsonl`` and, beside them, the snapshot metrics of
+    ``snapshots.jsonl`` (:mod:`medgan.training.snapshots`; the real-vs-real baseline row
+    dashed, the last health verdict in the panel's title); only the losses without snapshots."""
+    rows = read_stats(stats_path)
+    if not rows:
+        raise ValueError(f"{stats_path}: no rows")
+    snaps = read_stats(snapshots_path) if snapshots_path and Path(snapshots_path).is_file() else []
+    synthetic = [r for r in snaps if r.get("source") == "synthetic"]
+    baseline = next((r for r in snaps if r.get("source") == "real_heldout"), {})
+    panels = [(t, [k for k in keys if any(_finite(r.get(k)) for r in synthetic)])
+              for t, keys in SNAPSHOT_PANELS]
+    panels = [(t, keys) for t, keys in panels if keys]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(5 + 3.2 * len(panels), 3),
+                             squeeze=False)
+    _loss_axes(axes[0, 0], rows, title=title)
+    for ax, (panel_title, keys) in zip(axes[0, 1:], panels, strict=True):
+        for i, key in enumerate(keys):
+            pts = [(r["step"], r[key]) for r in synthetic if _finite(r.get(key))]
+            steps, vals = map(np.asarray, zip(*pts, strict=True))
+            color = f"C{i}"
+            ax.plot(steps, vals, marker="o", markersize=3, linewidth=1, color=color,
+                    label=key.removeprefix("domain_"))
+            if _finite(baseline.get(key)):
+                ax.axhline(baseline[key], color=color, linestyle="--", linewidth=0.8)
+        ax.set_title(panel_title, fontsize=8)
+        ax.set_xlabel("generator step")
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    if synthetic and synthetic[-1].get("health"):
+        fig.suptitle(f"last snapshot (step {synthetic[-1]['step']}): "
+                     f"{synthetic[-1]['health']} - {synthetic[-1].get('health_reason', '')}",
+                     fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)

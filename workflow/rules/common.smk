@@ -75,6 +75,21 @@ def model_featurenet_if_needed(wildcards):
     return []
 
 
+def snapshot_featurenet(wildcards):
+    """The feature network a model's training snapshots score with (analysis.snapshots
+    feature_net): `auto` where a model of its dataset gets the domain metrics anyway."""
+    spec = MODELS[wildcards.model]
+    mode = config["analysis"]["snapshots"]["feature_net"]
+    if not spec["schedule"].get("snapshot_every") or mode == "never":
+        return []
+    domain = "domain" in config["analysis"]["metrics"]["include"]
+    built = domain and any(
+        other["dataset"] == spec["dataset"] and "metrics" in model_analyses(other)
+        for other in MODELS.values()
+    )
+    return model_featurenet(wildcards) if mode == "always" or built else []
+
+
 def model_segmenter(wildcards):
     return f"results/segmenters/{MODELS[wildcards.model]['dataset']}/unet.pt"
 

@@ -1,13 +1,19 @@
-# Stage 3: prepared dataset -> trained GAN (checkpoint.pt, stats.jsonl, samples.png, run.json).
+# Stage 3: prepared dataset -> trained GAN (checkpoint.pt, stats.jsonl, snapshots.jsonl,
+# samples.png, run.json, TensorBoard events).
 
 
 rule train_gan:
     input:
         unpack(model_dataset),
         split=model_split,
+        # snapshots' domain metrics (analysis.snapshots feature_net); none: MS-SSIM and rho
+        featurenet=snapshot_featurenet,
     output:
         checkpoint="results/models/{model}/checkpoint.pt",
         stats="results/models/{model}/stats.jsonl",
+        snapshots="results/models/{model}/snapshots.jsonl",
+        # TensorBoard event files: tensorboard --logdir results/models
+        tensorboard=directory("results/models/{model}/tensorboard"),
         samples="results/models/{model}/samples.png",
         run="results/models/{model}/run.json",
         losses="results/models/{model}/losses.png",
@@ -30,6 +36,9 @@ rule train_gan:
         # Interim checkpoints (schedule.checkpoint_every) live outside the declared outputs,
         # which Snakemake deletes before re-running a failed job; the next run resumes there.
         resume_dir=lambda wc: f"results/resume/{wc.model}",
+        snapshots=config["analysis"]["snapshots"],
+        # the health rule's thresholds (medgan.analysis.health; None: its defaults)
+        health=config["analysis"].get("health"),
     script:
         "../scripts/train_gan.py"
 

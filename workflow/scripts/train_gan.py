@@ -1,10 +1,20 @@
 from pathlib import Path
 
+from medgan.analysis.snapshot_scorer import snapshot_scorer_for
 from medgan.runlog import log_to
 from medgan.training import train_gan
 
 log_to(snakemake.log[0])
 m = snakemake.params.model
+scorer = snapshot_scorer_for(
+    m["schedule"],
+    snakemake.params.data_dir,
+    snakemake.input.split,
+    channels=m["channels"],
+    featurenet=snakemake.input.featurenet or None,
+    settings=snakemake.params.snapshots,
+    thresholds=snakemake.params.health,
+)
 train_gan(
     snakemake.params.data_dir,
     Path(snakemake.output.checkpoint).parent,
@@ -20,6 +30,8 @@ train_gan(
     resume_dir=snakemake.params.resume_dir,
     split=snakemake.input.split,
     condition=m.get("condition"),
+    snapshot_scorer=scorer,
+    tensorboard=snakemake.output.tensorboard,
     provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
     # gpu=N > 1 (from a profile or --set-resources): N torchrun processes, one per GPU
     processes=snakemake.resources.gpu,

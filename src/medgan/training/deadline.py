@@ -166,19 +166,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def keep_finished(
-    resume_dir: str | os.PathLike, *, checkpoint: str | os.PathLike, stats: str | os.PathLike
+    resume_dir: str | os.PathLike, *, checkpoint: str | os.PathLike, stats: str | os.PathLike,
+    snapshots: str | os.PathLike | None = None,
 ) -> None:
-    """Keep a completed run's final ``checkpoint`` and ``stats`` log in ``resume_dir/finished``
-    (hard links where possible), for :func:`reuse_finished` if the outputs are thrown away."""
+    """Keep a completed run's final ``checkpoint`` and ``stats`` log (and ``snapshots`` log,
+    if it exists) in ``resume_dir/finished`` (hard links where possible), for
+    :func:`reuse_finished` if the outputs are thrown away."""
     folder = Path(resume_dir) / FINISHED
     folder.mkdir(parents=True, exist_ok=True)
     _link_or_copy(Path(stats), folder / "stats.jsonl")
+    if snapshots is not None and Path(snapshots).is_file():
+        _link_or_copy(Path(snapshots), folder / "snapshots.jsonl")
     _link_or_copy(Path(checkpoint), folder / "checkpoint.pt")  # last: marks the folder complete
 
 
 def discard_finished(resume_dir: str | os.PathLike) -> None:
     folder = Path(resume_dir) / FINISHED
-    for name in ("checkpoint.pt", "stats.jsonl"):
+    for name in ("checkpoint.pt", "stats.jsonl", "snapshots.jsonl"):
         (folder / name).unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
@@ -190,8 +194,10 @@ def reuse_finished(
     checkpoint: str | os.PathLike,
     stats: str | os.PathLike,
     check: Callable[[Path, dict[str, Any]], None],
+    snapshots: str | os.PathLike | None = None,
 ) -> bool:
-    """Move a kept final state into place as the run's ``checkpoint`` and partial ``stats`` log,
+    """Move a kept final state into place as the run's ``checkpoint`` and partial ``stats`` log
+    (and ``snapshots`` log),
     so that training resumes at its last step (i.e. only writes the outputs again).
 
     ``check(path, ckpt)`` raises :class:`InputError` if the checkpoint does not belong to the
@@ -211,6 +217,8 @@ def reuse_finished(
         discard_finished(resume_dir)
         return False
     os.replace(kept_stats, stats)
+    if snapshots is not None and (folder / "snapshots.jsonl").is_file():
+        os.replace(folder / "snapshots.jsonl", snapshots)
     os.replace(kept, checkpoint)
     discard_finished(resume_dir)
     log.info("%s: the run had finished; taking up its final state", kept)

@@ -20,7 +20,13 @@ A run directory holds (each file written atomically; ``run.json`` last):
   (``pggan``) runs add the stage of the logged step: ``level``, ``alpha``, ``resolution``,
   ``batch_size``;
 * ``samples.png``: 16 images generated (in eval mode) from a fixed latent batch;
-* ``losses.png``: the loss curves of ``stats.jsonl`` (written at the end);
+* ``losses.png``: the loss curves of ``stats.jsonl`` and, beside them, the snapshot metrics
+  (written at the end);
+* ``snapshots.jsonl``: the snapshot metrics of ``schedule.snapshot_every``
+  (:mod:`medgan.training.snapshots`; empty without snapshots), and with ``schedule.keep_best``
+  ``checkpoint_best.pt``, the best snapshot's checkpoint;
+* TensorBoard event files in the ``tensorboard`` directory if given
+  (:mod:`medgan.training.events`);
 * ``run.json``: config, provenance, seed, versions, device and timing.
 
 While training, the log is ``stats.jsonl.partial``, renamed to ``stats.jsonl`` at the end.
@@ -74,6 +80,7 @@ import functools
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,7 +88,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medgan.atomic import write_json
-from medgan.plotting import plot_loss_curves, save_image_grid
+from medgan.plotting import plot_training_curves, save_image_grid
 from medgan.training import accel
 from medgan.training.checkpoint import (
     TrainingInterrupted,
@@ -94,6 +101,7 @@ from medgan.training.deadline import JobDeadline, keep_finished, reuse_finished
 from medgan.training.distributed import launched_by_torchrun, start_processes
 from medgan.training.generate import sample_images
 from medgan.training.launch import run_processes
+from medgan.training.monitor import Monitor
 from medgan.training.progressive import Stage, stage_log
 from medgan.training.run import RunFiles, TrainingRun, prepare_run, run_record
 from medgan.training.schedule import draw_latents
@@ -112,7 +120,9 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               resume_dir: str | os.PathLike | None = None,
               performance: dict | None = None,
               split: str | os.PathLike | None = None,
-              processes: int | None = None, condition: dict | None = None) -> dict:
+              processes: int | None = None, condition: dict | None = None,
+              snapshot_scorer: Any = None,
+              tensorboard: str | os.PathLike | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -140,6 +150,11 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     machine under ``torchrun`` (:mod:`medgan.training.launch`; one GPU each on CUDA), and a
     process that torchrun started joins its process group and trains its shard of every batch
     (:mod:`medgan.training.distributed`); the schedule's batch sizes are global batches.
+
+    Monitoring: ``snapshot_scorer`` scores the snapshots of ``schedule.snapshot_every``
+    (:mod:`medgan.training.snapshots`; a torchrun launch rebuilds it in every process from its
+    ``spec`` and ``entry_module``); ``tensorboard``: a directory for TensorBoard event files
+    (:mod:`medgan.training.events`; None: none).
     """
     t_start = time.perf_counter()
     args = {"channels": channels, "resolution": resolution, "architecture": architecture,
@@ -147,17 +162,21 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             "threads": threads, "performance": performance, "split": split,
             "condition": condition}
     if processes is not None and processes > 1 and not launched_by_torchrun():
+        scorer = {} if snapshot_scorer is None else {"snapshot_scorer": snapshot_scorer.spec}
         return run_processes(processes, {
             "data_dir": str(data_dir), "out_dir": str(out_dir), **args, "device": device,
             "split": None if split is None else str(split), "provenance": provenance,
-            "progress": progress, "resume": resume,
-            "resume_dir": None if resume_dir is None else str(resume_dir)})
+            "progress": progress, "resume": resume, **scorer,
+            "tensorboard": None if tensorboard is None else str(tensorboard),
+            "resume_dir": None if resume_dir is None else str(resume_dir)},
+            module=getattr(snapshot_scorer, "entry_module", "medgan.training"))
     ranks, dev = start_processes(device)
     run = prepare_run(data_dir, out_dir, device=dev, ranks=ranks, **args)
     state = TrainingState.create(run.config, device=run.device, n_images=run.n_images,
                                  batch_size=run.first_batch_size, ranks=run.ranks)
     loop = TrainingLoop(run, state, files=RunFiles.of(run.out_dir, resume_dir),
-                        resume=resume, progress=progress)
+                        resume=resume, progress=progress, snapshot_scorer=snapshot_scorer,
+                        tensorboard=tensorboard)
     loop.train()
     return loop.finish(t_start=t_start, provenance=provenance)
 
@@ -167,7 +186,8 @@ class TrainingLoop:
     writes the log, checkpoints and samples of the run directory ``files``."""
 
     def __init__(self, run: TrainingRun, state: TrainingState, *, files: RunFiles,
-                 resume: bool = True, progress: bool = True):
+                 resume: bool = True, progress: bool = True, snapshot_scorer: Any = None,
+                 tensorboard: str | os.PathLike | None = None):
         self.run, self.state, self.files = run, state, files
         self.ranks = run.ranks
         self.main = self.ranks.is_main  # only the main process writes files
@@ -184,7 +204,7 @@ class TrainingLoop:
         if resume and files.state_dir != files.out:  # a finished run whose outputs were deleted
             if self.main:
                 reuse_finished(files.state_dir, checkpoint=files.checkpoint,
-                               stats=files.partial_stats,
+                               stats=files.partial_stats, snapshots=files.partial_snapshots,
                                check=lambda path, ckpt: check_resumable(path, ckpt, run.config))
             self.ranks.barrier()
         found = files.resumable()
@@ -200,6 +220,8 @@ class TrainingLoop:
         self.train_s = 0.0
         self.diverged_at: int | None = None  # stop_on_divergence: where the losses broke
         self.deadline = JobDeadline.from_environment()  # a SLURM job's end time, else None
+        self.monitor = Monitor.open(run, state, files, scorer=snapshot_scorer,
+                                    tensorboard=tensorboard, start_step=self.start_step)
 
     # --- what one step draws ------------------------------------------------------------------
 
@@ -227,7 +249,7 @@ class TrainingLoop:
         steps = self.run.schedule["steps"]
         bar = tqdm(total=steps, initial=self.start_step, desc=f"train {self.files.out.name}",
                    unit="step", disable=not self.progress, mininterval=1.0)
-        with sigterm_requested() as sigterm, self.log:
+        with sigterm_requested() as sigterm, self.log, self.monitor:
             for step in range(self.start_step + 1, steps + 1):
                 self.train_one(step)
                 bar.update(1)
@@ -235,6 +257,8 @@ class TrainingLoop:
                     if not self.log_step(step, bar):
                         self.diverged_at = step
                         break
+                if self.monitor.snapshot_due(step, steps):
+                    self.snapshot(step)
                 if step == steps:
                     break
                 stop = self.stop_requested(sigterm)
@@ -249,7 +273,7 @@ class TrainingLoop:
                 sample_every = self.run.schedule["sample_every"]
                 if sample_every and step % sample_every == 0:
                     with self.log.paused():
-                        self.write_samples()
+                        self.write_samples(step)
             bar.close()
             self.train_s = self.log.train_s
             self.save_final_state(self.diverged_at or steps)
@@ -262,6 +286,7 @@ class TrainingLoop:
                                  self.ranks.mean(self.state.stats.means()),
                                  tolerate_divergence=tolerate)
         bar.set_postfix(d=f"{row['d_loss']:.3g}", g=f"{row['g_loss']:.3g}")
+        self.monitor.logged(step, row)
         if row_is_finite(row):
             return True
         log.warning("%s: training diverged at step %d, stopping: %s", self.files.out, step, row)
@@ -273,9 +298,9 @@ class TrainingLoop:
         self.save_checkpoint(step, final=True)
         if self.main and self.files.state_dir != self.files.out:
             keep_finished(self.files.state_dir, checkpoint=self.files.final_checkpoint,
-                          stats=self.files.partial_stats)
+                          stats=self.files.partial_stats, snapshots=self.files.partial_snapshots)
         if self.diverged_at is None:
-            self.write_samples()
+            self.write_samples(step)
         elif self.main:  # non-finite weights: an empty grid rather than a failed plot
             channels = self.run.config["channels"]
             save_image_grid(np.zeros((1, len(channels), 4, 4), np.float32),
@@ -307,18 +332,27 @@ class TrainingLoop:
 
     # --- files --------------------------------------------------------------------------------
 
-    def save_checkpoint(self, step: int, *, final: bool = False) -> None:
-        """The checkpoint after ``step``: the interim one, or (``final``) the run's output.
-        Every process takes part (the log sums are gathered); the main one writes it."""
+    def snapshot(self, step: int) -> None:
+        """The snapshot metrics of ``step`` (:mod:`medgan.training.snapshots`), and the
+        ``keep_best`` checkpoint if it is the best so far; not counted as training time."""
+        with self.log.paused():
+            if self.monitor.snapshot(step, self.state.sample_generator):
+                self.save_checkpoint(step, path=self.files.best_checkpoint)
+
+    def save_checkpoint(self, step: int, *, final: bool = False, path: Path | None = None
+                        ) -> None:
+        """The checkpoint after ``step``: the interim one, (``final``) the run's output, or the
+        one at ``path``. Every process takes part (the log sums are gathered); the main one
+        writes it."""
         with self.log.paused():
             self.log.flush()
-            path = self.files.final_checkpoint if final else self.files.checkpoint
+            path = path or (self.files.final_checkpoint if final else self.files.checkpoint)
             checkpoint = self.state.checkpoint(step)
             if self.main:
                 save_checkpoint(path, checkpoint)
             self.ranks.barrier()
 
-    def write_samples(self) -> None:
+    def write_samples(self, step: int) -> None:
         if not self.main:
             return
         save_image_grid(sample_images(self.state.sample_generator, self.state.fixed_z,
@@ -326,6 +360,7 @@ class TrainingLoop:
                         self.files.out / "samples.png", channel_names=self.run.config["channels"],
                         value_ranges=self.run.sample_ranges,
                         ncols=8 if len(self.run.config["channels"]) == 1 else 4)
+        self.monitor.samples(step, self.files.out / "samples.png")
 
     def finish(self, *, t_start: float, provenance: dict | None) -> dict[str, Any]:
         """Put the log in place, plot it, empty the resume directory (but for the final state
@@ -345,9 +380,10 @@ class TrainingLoop:
     def _write_outputs(self) -> None:
         files, config = self.files, self.run.config
         self.log.close_into(files.stats)
-        plot_loss_curves(files.stats, files.out / "losses.png",
-                         title=f"{files.out.name}: {config['architecture']['name']}, "
-                               f"{config['loss']['name']}")
+        self.monitor.close_into()
+        plot_training_curves(files.stats, files.snapshots, files.out / "losses.png",
+                             title=f"{files.out.name}: {config['architecture']['name']}, "
+                                   f"{config['loss']['name']}")
         if files.state_dir != files.out:
             files.checkpoint.unlink(missing_ok=True)
             with contextlib.suppress(OSError):

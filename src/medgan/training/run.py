@@ -37,7 +37,8 @@ from medgan.training.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
 from medgan.training.progressive import ProgressiveSchedule
 from medgan.training.schedule import positive_int, resolve_optimizer, resolve_schedule
 
-OUTPUT_FILES = ["checkpoint.pt", "stats.jsonl", "samples.png", "losses.png", "run.json"]
+OUTPUT_FILES = ["checkpoint.pt", "stats.jsonl", "snapshots.jsonl", "samples.png", "losses.png",
+                "run.json"]
 
 
 @dataclass
@@ -160,6 +161,19 @@ class RunFiles:
     @property
     def partial_stats(self) -> Path:
         return self.state_dir / "stats.jsonl.partial"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.out / "snapshots.jsonl"
+
+    @property
+    def partial_snapshots(self) -> Path:
+        return self.state_dir / "snapshots.jsonl.partial"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """The ``schedule.keep_best`` snapshot's checkpoint."""
+        return self.out / "checkpoint_best.pt"
 
     def resumable(self) -> Path | None:
         """The checkpoint a run continues from: the interim one, else a finished one."""

@@ -1,7 +1,8 @@
 """The training schedule and optimisers as config: defaults, checks, and what they build.
 
 :func:`resolve_schedule` fills in and checks a ``schedule`` config (``steps``, ``batch_size``,
-``log_every``, ``sample_every``, ``checkpoint_every``, ``ema_decay``, ``latent_distribution``; the
+``log_every``, ``sample_every``, ``checkpoint_every``, ``ema_decay``, ``latent_distribution``,
+``snapshot_every`` and ``keep_best`` (:mod:`medgan.training.snapshots`); the
 progressive keys of :mod:`medgan.training.progressive` for ``pggan``); :func:`resolve_optimizer`
 and :func:`build_optimizer` do the same for the ``optimizer`` config (Adam or RMSprop, one config
 for G and D, ``lr_g`` / ``lr_d`` overriding ``lr``). :func:`draw_latents` draws the latents of the
@@ -24,7 +25,15 @@ SCHEDULE_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 64, "log_every
                                      "ema_decay": None, "latent_distribution": "normal"}
 # schedule keys recorded only when given (older checkpoints stay resumable): a run whose loss
 # becomes non-finite stops and is recorded as diverged instead of failing (a loss comparison)
-SCHEDULE_OPTIONAL: dict[str, Any] = {"stop_on_divergence": False}
+SCHEDULE_OPTIONAL: dict[str, Any] = {"stop_on_divergence": False,
+                                     # snapshot metrics every n steps (0: none; see
+                                     # medgan.training.snapshots) and the metric whose best
+                                     # snapshot's weights are kept (checkpoint_best.pt)
+                                     "snapshot_every": 0, "keep_best": None}
+# keep_best metrics and whether lower or higher is better
+KEEP_BEST: dict[str, str] = {"domain_fid": "min", "domain_kid_mean": "min", "rho": "max",
+                             "domain_precision": "max", "domain_recall": "max",
+                             "domain_coverage": "max"}
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adam": {"lr": 2e-4, "betas": [0.5, 0.999], "eps": 1e-8},  # Radford / Han DCGAN
     "rmsprop": {"lr": 5e-5, "alpha": 0.99, "eps": 1e-8},  # Arjovsky / Han WGAN
@@ -34,7 +43,8 @@ OPTIMIZER_OPTIONAL = ("lr_g", "lr_d")
 # schedule keys a resumed run may change: they do not change the weights
 # (and ``performance``: speed switches, no-ops on CPU)
 RESUMABLE_CHANGES = frozenset([*(f"schedule.{k}" for k in ("steps", "log_every", "sample_every",
-                                                            "checkpoint_every")),
+                                                            "checkpoint_every", "snapshot_every",
+                                                            "keep_best")),
                                "performance"])
 LATENT_DISTRIBUTIONS = ("normal", "uniform")  # N(0, 1); U(-1, 1) (Delplace)
 
@@ -84,6 +94,12 @@ def resolve_schedule(schedule: dict[str, Any], *, architecture: str | None = Non
     positive_int(cfg["sample_every"], "schedule sample_every (0 = only at the end)", minimum=0)
     positive_int(cfg["checkpoint_every"], "schedule checkpoint_every (0 = only at the end)",
                   minimum=0)
+    if cfg.get("snapshot_every") is None and "snapshot_every" in cfg:
+        cfg["snapshot_every"] = 0  # null: no snapshots
+    positive_int(cfg.get("snapshot_every", 0), "schedule snapshot_every (0 = none)", minimum=0)
+    if cfg.get("keep_best") not in (None, *KEEP_BEST):
+        raise ValueError(f"schedule keep_best must be null or one of {sorted(KEEP_BEST)}, "
+                         f"got {cfg['keep_best']!r}")
     ema = cfg["ema_decay"]
     if ema is not None:
         try:  # YAML 1.1 reads "9.99e-1"-like values without a dot as strings
