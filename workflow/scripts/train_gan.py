@@ -20,6 +20,7 @@ train_gan(
     resume_dir=snakemake.params.resume_dir,
     split=snakemake.input.split,
     condition=m.get("condition"),
+    privacy=m.get("privacy"),
     provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
     # gpu=N > 1 (from a profile or --set-resources): N torchrun processes, one per GPU
     processes=snakemake.resources.gpu,
