@@ -199,6 +199,10 @@ rule study_metrics:
             "results/analysis/{model}/utility.tsv",
             model=study_utility_models(wc.study),
         ),
+        privacy=lambda wc: expand(
+            "results/analysis/{model}/privacy.tsv",
+            model=study_privacy_models(wc.study),
+        ),
     output:
         report(
             "results/figures/{study}/metrics.tsv",
@@ -250,3 +254,42 @@ rule utility:
         settings=config["analysis"]["utility"],
     script:
         "../scripts/utility.py"
+
+
+rule privacy:
+    input:
+        unpack(model_dataset),
+        checkpoint="results/models/{model}/checkpoint.pt",
+        split=model_split,
+        featurenet=model_featurenet,
+    output:
+        table=report(
+            "results/analysis/{model}/privacy.tsv",
+            caption="../report/privacy.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+        scores="results/analysis/{model}/privacy_scores.tsv",
+        record="results/analysis/{model}/privacy.json",
+        figure=report(
+            "results/analysis/{model}/privacy.png",
+            caption="../report/privacy.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/analysis/{model}/privacy.log",
+    benchmark:
+        "logs/analysis/{model}/privacy.benchmark.tsv"
+    conda:
+        MEDGAN_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    params:
+        data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
+        settings=config["analysis"]["privacy"],
+    script:
+        "../scripts/privacy.py"

@@ -89,6 +89,7 @@ ANALYSIS_OUTPUTS = {
     "interpolation": ["interpolation.png", "walk.gif"],
     "vessel_auc": ["vessel_auc.tsv"],
     "utility": ["utility.tsv", "utility.png"],
+    "privacy": ["privacy.tsv", "privacy.png"],
 }
 
 
@@ -107,6 +108,10 @@ def study_metric_models(study):
 
 def study_utility_models(study):
     return [m for m in study_models(STUDIES[study]) if m in models_with("utility")]
+
+
+def study_privacy_models(study):
+    return [m for m in study_models(STUDIES[study]) if m in models_with("privacy")]
 
 
 def study_real_dataset(wildcards):
@@ -130,7 +135,11 @@ def study_targets(study):
         out.append(f"results/figures/{study}/loss_{m}.png")
     out += [f"results/figures/{study}/{p}.png" for p in STUDIES[study]["panels"]]
     out.append(f"results/figures/{study}/models.tsv")
-    if study_metric_models(study) or study_utility_models(study):
+    if (
+        study_metric_models(study)
+        or study_utility_models(study)
+        or study_privacy_models(study)
+    ):
         out.append(f"results/figures/{study}/metrics.tsv")
     return out
 

@@ -210,12 +210,14 @@ def _plot_memorisation(path: Path, synthetic: np.ndarray, data: ModelData,
 
 
 def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | os.PathLike,
-                        utility_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
+                        utility_files: list[str | os.PathLike] = (), *,
+                        privacy_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
     """One table of a study: every model's synthetic row, and one real-vs-real row per distinct
     (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with.
     ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
     at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
-    added as ``utility_*`` columns."""
+    added as ``utility_*`` columns; ``privacy_files``: the models' privacy.tsv, whose headline
+    (:func:`~medgan.analysis.privacy.run.privacy_columns`) is added as ``privacy_*`` columns."""
     frames = []
     for path in metrics_files:
         try:
@@ -236,6 +238,13 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
         utility = utility_columns(list(utility_files))
         out = out.merge(utility, on="model", how="left")
         extra = utility[~utility["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
+        out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
+    if privacy_files:
+        from medgan.analysis.privacy.run import privacy_columns
+
+        privacy = privacy_columns(list(privacy_files))
+        out = out.merge(privacy, on="model", how="left")
+        extra = privacy[~privacy["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
         out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
     cols = [c for c in FIRST_COLUMNS if c in out.columns]
     out = out[cols + [c for c in out.columns if c not in cols]]

@@ -63,8 +63,8 @@ def _balanced(a_groups: np.ndarray, b_groups: np.ndarray, *, max_patients: int,
               max_images: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices into a and b: as many patients each, then as many images each."""
     n = min(len(np.unique(a_groups)), len(np.unique(b_groups)), max_patients)
-    if n < 2:
-        raise ValueError(f"an audit needs at least 2 patients a side, got {n}")
+    if n < 1:
+        raise ValueError("an audit needs at least 1 patient a side")
     a = np.flatnonzero(np.isin(a_groups, _draw_patients(a_groups, n, rng)))
     b = np.flatnonzero(np.isin(b_groups, _draw_patients(b_groups, n, rng)))
     m = min(len(a), len(b), max_images)
@@ -82,6 +82,9 @@ def membership_sets(train_groups: np.ndarray, heldout_groups: np.ndarray, *,
     primary = _balanced(train_groups, heldout_groups, max_patients=s["max_patients"],
                         max_images=s["max_images"], rng=rng)
     names = np.unique(train_groups)
+    if len(names) < 2:
+        raise ValueError(f"the split-bias control needs at least 2 training patients, got "
+                         f"{len(names)}")
     half = names[rng.permutation(len(names))[: len(names) // 2]]
     in_a = np.isin(train_groups, half)
     idx_a, idx_b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
