@@ -6,8 +6,8 @@ every image G makes) that are differentially private with respect to the trainin
 post-processing. A model's ``privacy: {dp: {epsilon, delta, max_grad_norm}}`` turns it on:
 
 * **Poisson sampling.** Every D step draws its real batch by including each training image
-  independently with probability ``q = batch_size / n_train`` (:class:`PoissonSampler`, seeded
-  from the run's data stream), the sampling that the accountant's amplification bound assumes.
+  independently with probability ``q = batch_size / n_train`` (:class:`PoissonSampler`, drawn
+  with the run's data stream), the sampling that the accountant's amplification bound assumes.
   An empty draw (probability ``(1 - q) ** n_train``, ~``exp(-batch_size)``) is drawn again.
 * **Per-sample clipping and noise.** D is wrapped in Opacus's ``GradSampleModule`` and its
   optimiser in ``DPOptimizer``: every row's gradient is clipped to ``max_grad_norm``, their sum

@@ -35,7 +35,8 @@ _BLOCK = 1024  # query rows per distance block
 
 
 def _flat(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    x = (np.asarray(images, dtype=np.float64) - mean[None, :, None, None]) / std[None, :, None, None]
+    x = np.asarray(images, dtype=np.float64)
+    x = (x - mean[None, :, None, None]) / std[None, :, None, None]
     return torch.from_numpy(x.reshape(len(x), -1))
 
 
