@@ -200,7 +200,8 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
         "tiny_dcgan_t1": {"metrics.tsv", "metrics.json", "memorisation.tsv", "memorisation.png",
                           "encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
                           "reconstructions.tsv", "heldout_latents.tsv", "tsne.png", "tsne.tsv",
-                          "interpolation.png", "walk.gif"},
+                          "interpolation.png", "walk.gif", "privacy.tsv",
+                          "privacy_scores.tsv", "privacy.json", "privacy.png"},
         "tiny_wgan_concat": {"metrics.tsv", "metrics.json", "memorisation.tsv",
                              "memorisation.png"},
         "tiny_pggan_t2": {"encoder.pt", "encoder_stats.jsonl", "reconstructions.png",
@@ -213,6 +214,11 @@ def test_tiny_workflow_runs_every_analysis(tiny_run):
     }
     for model, names in expected.items():
         assert {p.name for p in (analysis / model).iterdir()} == names, model
+    # issue 19: the membership-inference audit's headline in the study table, and the DP run
+    assert {"privacy_auc_max", "privacy_tpr_at_1pct_fpr", "privacy_verdict"} <= set(table.columns)
+    assert table.loc[table["model"] == "tiny_dcgan_t1", "privacy_auc_max"].between(0, 1).all()
+    dp = json.loads((work / "results" / "models" / "tiny_wgan_concat" / "run.json").read_text())
+    assert 0 < dp["privacy"]["epsilon_spent"] <= dp["privacy"]["epsilon_target"] == 10.0
     tsne = pd.read_csv(analysis / "tiny_dcgan_t1" / "tsne.tsv", sep="\t")
     assert len(tsne) == n_train and {"tsne_1", "tsne_2", "slice"} <= set(tsne.columns)
     vessels = pd.read_csv(analysis / "tiny_fundus" / "vessel_auc.tsv", sep="\t")

@@ -28,7 +28,7 @@ PGGAN_SCHEDULE_KEYS = (
 )
 DEFAULT_RESOLUTION = {"brats": 64, "oasis": 256, "fundus": 512}
 # analyses that use the held-out real images of the model's dataset
-HELDOUT_ANALYSES = ("metrics", "inversion", "utility")
+HELDOUT_ANALYSES = ("metrics", "inversion", "utility", "privacy")
 VESSEL_AUC_CHANNELS = ("R", "G", "B", "vessels")
 POOLED_CHANNEL = "Concat"  # medgan.data.pooled.POOLED_CHANNEL (not imported: no numpy here)
 TSNE_COLOR_BY = {"fundus": "laterality", "brats": "slice", "oasis": "slice", "prostatex": "zone"}

@@ -202,6 +202,10 @@ rule study_metrics:
         stats=lambda wc: expand(
             "results/models/{model}/stats.jsonl", model=study_models(STUDIES[wc.study])
         ),
+        privacy=lambda wc: expand(
+            "results/analysis/{model}/privacy.tsv",
+            model=study_privacy_models(wc.study),
+        ),
     output:
         table=report(
             "results/figures/{study}/metrics.tsv",
@@ -262,3 +266,42 @@ rule utility:
         settings=config["analysis"]["utility"],
     script:
         "../scripts/utility.py"
+
+
+rule privacy:
+    input:
+        unpack(model_dataset),
+        checkpoint="results/models/{model}/checkpoint.pt",
+        split=model_split,
+        featurenet=model_featurenet,
+    output:
+        table=report(
+            "results/analysis/{model}/privacy.tsv",
+            caption="../report/privacy.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+        scores="results/analysis/{model}/privacy_scores.tsv",
+        record="results/analysis/{model}/privacy.json",
+        figure=report(
+            "results/analysis/{model}/privacy.png",
+            caption="../report/privacy.rst",
+            category="analysis",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/analysis/{model}/privacy.log",
+    benchmark:
+        "logs/analysis/{model}/privacy.benchmark.tsv"
+    conda:
+        MEDGAN_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    params:
+        data_dir=lambda wc: f"results/data/{MODELS[wc.model]['dataset']}",
+        settings=config["analysis"]["privacy"],
+    script:
+        "../scripts/privacy.py"

@@ -105,6 +105,7 @@ ANALYSIS_OUTPUTS = {
     "interpolation": ["interpolation.png", "walk.gif"],
     "vessel_auc": ["vessel_auc.tsv"],
     "utility": ["utility.tsv", "utility.png"],
+    "privacy": ["privacy.tsv", "privacy.png"],
 }
 
 
@@ -123,6 +124,10 @@ def study_metric_models(study):
 
 def study_utility_models(study):
     return [m for m in study_models(STUDIES[study]) if m in models_with("utility")]
+
+
+def study_privacy_models(study):
+    return [m for m in study_models(STUDIES[study]) if m in models_with("privacy")]
 
 
 def study_real_dataset(wildcards):

@@ -9,4 +9,5 @@ study_metrics_table(
     stats_files=dict(zip(snakemake.params.models, snakemake.input.stats, strict=True)),
     health_path=snakemake.output.health,
     health=snakemake.params.health,
+    privacy_files=list(snakemake.input.privacy),
 )

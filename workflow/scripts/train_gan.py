@@ -32,6 +32,7 @@ train_gan(
     condition=m.get("condition"),
     snapshot_scorer=scorer,
     tensorboard=snakemake.output.tensorboard,
+    privacy=m.get("privacy"),
     provenance={"model": snakemake.wildcards.model, "dataset": m["dataset"]},
     # gpu=N > 1 (from a profile or --set-resources): N torchrun processes, one per GPU
     processes=snakemake.resources.gpu,

@@ -263,12 +263,14 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
                         utility_files: list[str | os.PathLike] = (), *,
                         stats_files: dict[str, str | os.PathLike] | None = None,
                         health_path: str | os.PathLike | None = None,
-                        health: dict[str, float] | None = None) -> pd.DataFrame:
+                        health: dict[str, float] | None = None,
+                        privacy_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
     """One table of a study: every model's synthetic row, and one real-vs-real row per distinct
     (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with.
     ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
     at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
-    added as ``utility_*`` columns.
+    added as ``utility_*`` columns; ``privacy_files``: the models' privacy.tsv, whose headline
+    (:func:`~medgan.analysis.privacy.run.privacy_columns`) is added as ``privacy_*`` columns.
 
     Health (:mod:`medgan.analysis.health`): every synthetic row gets ``health`` and
     ``health_reason`` (judged against its own model's real-vs-real row, with the thresholds
@@ -292,6 +294,13 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
         utility = utility_columns(list(utility_files))
         out = out.merge(utility, on="model", how="left")
         extra = utility[~utility["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
+        out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
+    if privacy_files:
+        from medgan.analysis.privacy.run import privacy_columns
+
+        privacy = privacy_columns(list(privacy_files))
+        out = out.merge(privacy, on="model", how="left")
+        extra = privacy[~privacy["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
         out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
     verdicts = study_health(frames, dict(stats_files or {}), thresholds=health)
     if len(verdicts):

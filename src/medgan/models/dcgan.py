@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 D_ACTIVATIONS = ("elu", "leaky_relu")
+# ``d_norm`` (optional key, absent = "batch"): the discriminator's normalisation. "group"
+# (GroupNorm, groups of 8 channels) keeps one image's logit independent of the rest of
+# its batch, which differentially private training needs (medgan.training.dp).
+D_NORMS = ("batch", "group")
 OUTPUT_ACTIVATIONS = ("none", "tanh")
 
 
@@ -69,9 +73,10 @@ def assert_shape(tensor: torch.Tensor, shape: tuple[int | None, ...], what: str)
 
 def resolve_config(arch: dict[str, Any]) -> dict[str, Any]:
     """Validate a DCGAN architecture config and fill in defaults (unknown keys -> ValueError)."""
-    unknown = [k for k in arch if k not in DEFAULTS]
+    unknown = [k for k in arch if k not in DEFAULTS and k != "d_norm"]
     if unknown:
-        raise ValueError(f"unknown dcgan architecture key(s) {unknown}; known: {sorted(DEFAULTS)}")
+        raise ValueError(f"unknown dcgan architecture key(s) {unknown}; "
+                         f"known: {sorted([*DEFAULTS, 'd_norm'])}")
     cfg = {**DEFAULTS, **arch}
     if cfg["name"] != "dcgan":
         raise ValueError(f"dcgan builder got architecture name {cfg['name']!r}")
@@ -88,6 +93,8 @@ def resolve_config(arch: dict[str, Any]) -> dict[str, Any]:
     if cfg["output_activation"] not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"architecture output_activation must be one of {OUTPUT_ACTIVATIONS}, "
                          f"got {cfg['output_activation']!r}")
+    if cfg.get("d_norm", "batch") not in D_NORMS:
+        raise ValueError(f"architecture d_norm must be one of {D_NORMS}, got {cfg['d_norm']!r}")
     return cfg
 
 
@@ -168,7 +175,7 @@ class DCGANDiscriminator(nn.Module):
     """Images (N, channels, resolution, resolution) -> logits (N,)."""
 
     def __init__(self, *, channels: int, resolution: int, width: int = 64, max_width: int = 512,
-                 kernel_size: int = 4, activation: str = "elu"):
+                 kernel_size: int = 4, activation: str = "elu", norm: str = "batch"):
         super().__init__()
         _check_channels(channels)
         self.channels, self.resolution = channels, resolution
@@ -179,7 +186,8 @@ class DCGANDiscriminator(nn.Module):
         for i, c_out in enumerate(widths):
             layers.append(nn.Conv2d(c_in, c_out, kernel_size, 2, pad, bias=i == 0))
             if i > 0:  # Radford: no BatchNorm on the discriminator's input layer
-                layers.append(nn.BatchNorm2d(c_out))
+                layers.append(nn.BatchNorm2d(c_out) if norm == "batch"
+                              else nn.GroupNorm(max(1, c_out // 8), c_out))
             layers.append(nn.ELU(inplace=True) if activation == "elu"
                           else nn.LeakyReLU(0.2, inplace=True))
             c_in = c_out
@@ -211,7 +219,8 @@ def build_discriminator(arch: dict[str, Any], *, channels: int,
     n_levels(resolution)
     return DCGANDiscriminator(channels=channels, resolution=resolution, width=cfg["width"],
                               max_width=cfg["max_width"], kernel_size=cfg["kernel_size"],
-                              activation=cfg["d_activation"])
+                              activation=cfg["d_activation"],
+                              norm=cfg.get("d_norm", "batch"))
 
 
 # --- Delplace 2019's DCGAN (Tables 1 and 2) -------------------------------------------------------

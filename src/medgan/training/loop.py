@@ -122,7 +122,8 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               split: str | os.PathLike | None = None,
               processes: int | None = None, condition: dict | None = None,
               snapshot_scorer: Any = None,
-              tensorboard: str | os.PathLike | None = None) -> dict:
+              tensorboard: str | os.PathLike | None = None,
+              privacy: dict | None = None) -> dict:
     """Train a GAN on the prepared dataset in ``data_dir``; write a run directory ``out_dir``.
 
     ``channels`` selects dataset channels by name (``None``: all). ``architecture``, ``loss``,
@@ -143,7 +144,10 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     (:mod:`medgan.data.split`); only its training rows are trained on (None: every image).
     ``condition`` (``{"column": <meta.tsv column>, "embed_dim": 8}``): a class-conditional GAN
     (:mod:`medgan.models.conditional`), each real batch with its classes; rows without a class
-    are not trained on. Returns the ``run.json`` content. On SIGTERM raises
+    are not trained on. ``privacy`` (``{"dp": {"epsilon": ..., "delta": ...,
+    "max_grad_norm": ...}}``): D trained with DP-SGD (:mod:`medgan.training.dp`); the
+    accountant's (epsilon, delta) go into ``run.json`` and the checkpoint. Returns the
+    ``run.json`` content. On SIGTERM raises
     :class:`~medgan.training.checkpoint.TrainingInterrupted` after writing a checkpoint.
 
     Data-parallel training: ``processes`` N > 1 runs this function on N processes of this
@@ -160,7 +164,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     args = {"channels": channels, "resolution": resolution, "architecture": architecture,
             "loss": loss, "optimizer": optimizer, "schedule": schedule, "seed": seed,
             "threads": threads, "performance": performance, "split": split,
-            "condition": condition}
+            "condition": condition, "privacy": privacy}
     if processes is not None and processes > 1 and not launched_by_torchrun():
         scorer = {} if snapshot_scorer is None else {"snapshot_scorer": snapshot_scorer.spec}
         return run_processes(processes, {
@@ -234,9 +238,11 @@ class TrainingLoop:
         return batch
 
     def next_z(self) -> torch.Tensor:
-        """Fresh training latents for one batch (this process's rows of the global batch's)."""
+        """Fresh training latents for one batch (this process's rows of the global batch's;
+        a DP run: one per real image of the last Poisson batch)."""
+        n = self.batch_size if self.state.privacy is None else self.state.privacy.latent_batch
         return self.ranks.take(draw_latents(
-            self.batch_size, self.state.G.latent_dim,
+            n, self.state.G.latent_dim,
             distribution=self.run.schedule["latent_distribution"],
             generator=self.state.generators["noise"], device=self.run.device))
 
@@ -372,6 +378,8 @@ class TrainingLoop:
                             t_start=t_start, train_s=self.train_s,
                             images_trained=self.log.images_trained, final=self.log.last_row,
                             diverged_at=self.diverged_at)
+        if self.state.privacy is not None:
+            record["privacy"] = self.state.privacy.report()
         if self.main:
             write_json(self.files.out / "run.json", record)
         self.ranks.barrier()

@@ -80,9 +80,11 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 device: str | torch.device = "auto",
                 threads: int | None = None, performance: dict | None = None,
                 split: str | os.PathLike | None = None,
-                ranks: Ranks | None = None, condition: dict | None = None) -> TrainingRun:
+                ranks: Ranks | None = None, condition: dict | None = None,
+                privacy: dict | None = None) -> TrainingRun:
     """Check and resolve the arguments of :func:`~medgan.training.loop.train_gan`; ``device``
-    a name or (data-parallel: this process's) device, ``ranks`` the processes."""
+    a name or (data-parallel: this process's) device, ``ranks`` the processes; ``privacy``
+    the DP-SGD settings of :mod:`medgan.training.dp` (recorded resolved as ``privacy``)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     positive_int(seed, "seed", minimum=0)
     if threads is not None:
@@ -115,6 +117,13 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
               "dataset": dataset_summary(data_dir, data.info, n_images, split, rows),
               "performance": perf, **({"condition": condition} if condition else {})}
     ranks = replace(ranks or Ranks(), group_size=mbstd_group_size(arch_cfg))
+    if privacy and privacy.get("dp"):
+        from medgan.training import dp
+
+        dp.check_private_run(config, distributed=ranks.distributed)
+        config["privacy"] = dp.resolve_dp(privacy, n_images=n_images,
+                                          batch_size=schedule["batch_size"],
+                                          steps=schedule["steps"] * loss_obj.n_critic)
     batch_sizes = ([p.batch_size for p in progressive.phases] if progressive
                    else [schedule["batch_size"]])
     for batch in sorted(set(batch_sizes)):

@@ -105,6 +105,8 @@ class TrainingState:
         # class-conditional runs: the labels G and D read, and those of the sample grid
         self.slot: LabelSlot | None = None
         self.fixed_labels: torch.Tensor | None = None
+        # differentially private runs: the DP-SGD accountant and sampler (medgan.training.dp)
+        self.privacy: Any = None
 
     @property
     def frozen_models(self) -> dict[str, torch.nn.Module]:
@@ -158,6 +160,10 @@ class TrainingState:
         if slot is not None:  # class-conditional: the loop fills the slot with batch labels
             state.slot = slot
             state.fixed_labels = (torch.arange(N_SAMPLES) % len(condition["classes"])).to(device)
+        if config.get("privacy"):  # DP-SGD for D: wraps D_train, opt_d; Poisson sampler
+            from medgan.training.dp import make_private
+
+            state.privacy = make_private(state, config["privacy"]["dp"], n_images=n_images)
         return state
 
     @property
@@ -185,6 +191,7 @@ class TrainingState:
             "sampler": self.sampler.state_dict(), **self._log_sums(),
             "fixed_z": self.fixed_z.cpu(),
             "medgan_version": __version__, "torch_version": str(torch.__version__),
+            **({"privacy": self.privacy.state_dict()} if self.privacy else {}),
         }
 
     def _log_sums(self) -> dict[str, Any]:
@@ -210,6 +217,8 @@ class TrainingState:
         per_rank = ckpt.get("log_sums_per_rank") or []
         same_ranks = len(per_rank) == self.ranks.world_size
         self.stats.load_state_dict(per_rank[self.ranks.rank] if same_ranks else ckpt["log_sums"])
+        if self.privacy:
+            self.privacy.load_state_dict(ckpt["privacy"])
         restore_rng_state(ckpt["rng"], self.generators)
 
     def resume(self, path: Path) -> int:
