@@ -88,6 +88,8 @@ class TrainingState:
         # class-conditional runs: the labels G and D read, and those of the sample grid
         self.slot: LabelSlot | None = None
         self.fixed_labels: torch.Tensor | None = None
+        # a loss with its own training state (stylegan2: R1 counter, ADA's p): checkpointed
+        self.loss: Any = None
 
     @property
     def frozen_models(self) -> dict[str, torch.nn.Module]:
@@ -167,6 +169,7 @@ class TrainingState:
             "step": step, "config": self.config, "rng": capture_rng_state(self.generators),
             "sampler": self.sampler.state_dict(), **self._log_sums(),
             "fixed_z": self.fixed_z.cpu(),
+            **({"loss_state": self.loss.state_dict()} if hasattr(self.loss, "state_dict") else {}),
             "medgan_version": __version__, "torch_version": str(torch.__version__),
         }
 
@@ -193,6 +196,8 @@ class TrainingState:
         per_rank = ckpt.get("log_sums_per_rank") or []
         same_ranks = len(per_rank) == self.ranks.world_size
         self.stats.load_state_dict(per_rank[self.ranks.rank] if same_ranks else ckpt["log_sums"])
+        if hasattr(self.loss, "load_state_dict"):
+            self.loss.load_state_dict(ckpt["loss_state"])
         restore_rng_state(ckpt["rng"], self.generators)
 
     def resume(self, path: Path) -> int:
