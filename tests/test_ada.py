@@ -148,8 +148,9 @@ SCHEDULE = {"steps": 8, "batch_size": 4, "log_every": 2, "sample_every": 0,
 
 
 def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
-    import medgan.training.loop
     from conftest import noise_dataset, tensors_by_name
+
+    import medgan.training.loop
     from medgan.training import train_gan
 
     data = noise_dataset(tmp_path / "data")

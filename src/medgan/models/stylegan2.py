@@ -73,7 +73,8 @@ def resolve_config(arch: dict[str, Any]) -> dict[str, Any]:
     cfg = resolve_arch_config(arch, DEFAULTS, positive_ints=_POSITIVE)
     for key, low, high in (("mixing_prob", 0.0, 1.0), ("mapping_lr_mul", 1e-6, 1.0)):
         value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not low <= value <= high:
             raise ValueError(f"stylegan2 architecture {key} must be a number in [{low}, {high}], "
                              f"got {value!r}")
     if cfg["minibatch_stddev"] is not True:
