@@ -64,6 +64,9 @@ def test_fir_resampling_keeps_constants_and_sizes():
     assert up.shape == (2, 3, 16, 16) and down.shape == (2, 3, 4, 4)
     torch.testing.assert_close(up[..., 2:-2, 2:-2], torch.full((2, 3, 12, 12), 2.5))
     torch.testing.assert_close(down[..., 1:-1, 1:-1], torch.full((2, 3, 2, 2), 2.5))
+    # the separable upsampling is the depthwise transposed convolution with the 4x4 filter
+    x = torch.randn(2, 3, 5, 7)
+    torch.testing.assert_close(upsample2x(x), upsample2x(x, f), rtol=1e-5, atol=1e-6)
 
 
 def test_style_mixing_only_in_training_and_noise_fixed_in_eval():

@@ -4,8 +4,11 @@ recorded in its config (checkpoint, ``run.json``).
 
 * ``loss.r1_gamma: auto`` -> ``0.0002 * resolution^2 / batch_size`` (the paper's
   ``gamma = 0.0002 N / M``, N pixels, M images per batch);
-* ``schedule.ema_decay: auto`` -> ``0.5 ** (batch_size / (ema_kimg * 1000))`` with
-  ``ema_kimg = batch_size * 10 / 32`` (the EMA's half-life: 10k images per 32 in a batch);
+* ``schedule.ema_decay: auto`` -> ``0.5 ** (batch_size / ema_nimg)``, the EMA's half-life
+  ``ema_nimg = min(batch_size * 10 / 32 * 1000, 0.05 * steps * batch_size)`` images: the
+  paper's 10k images per 32 in a batch, capped by its ramp-up (0.05 of the images seen) taken
+  at the end of the run, since medgan's EMA has a constant decay (a short run would otherwise
+  average in much of its start);
 * ``architecture.mbstd_group_size: auto`` -> ``min(batch_size, 4)``;
 * ``architecture.mapping_layers: auto`` -> 2 (the paper's mapping network for limited data).
 """
@@ -17,11 +20,17 @@ from typing import Any
 AUTO = "auto"
 
 
-def stylegan2_auto(resolution: int, batch_size: int) -> dict[str, Any]:
-    """The values that ``auto`` stands for at ``resolution`` px and ``batch_size``."""
-    ema_kimg = batch_size * 10 / 32
+EMA_RAMPUP = 0.05
+
+
+def stylegan2_auto(resolution: int, batch_size: int, steps: int | None = None) -> dict[str, Any]:
+    """The values that ``auto`` stands for at ``resolution`` px, ``batch_size`` and ``steps``
+    (None: no ramp-up cap)."""
+    ema_nimg = batch_size * 10 / 32 * 1000.0
+    if steps is not None:
+        ema_nimg = min(ema_nimg, EMA_RAMPUP * steps * batch_size)
     return {"r1_gamma": 0.0002 * resolution ** 2 / batch_size,
-            "ema_decay": 0.5 ** (batch_size / (ema_kimg * 1000.0)),
+            "ema_decay": 0.5 ** (batch_size / max(ema_nimg, 2.0 * batch_size)),
             "mbstd_group_size": min(batch_size, 4), "mapping_layers": 2}
 
 
@@ -36,7 +45,8 @@ def resolve_auto(architecture: dict[str, Any], loss: dict[str, Any], schedule: d
     batch = schedule.get("batch_size")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"'auto' settings need a schedule batch_size, got {batch!r}")
-    values = stylegan2_auto(resolution, batch)
+    steps = schedule.get("steps")
+    values = stylegan2_auto(resolution, batch, steps if isinstance(steps, int) else None)
     out = [dict(architecture), dict(loss), dict(schedule)]
     for cfg, new in zip((architecture, loss, schedule), out, strict=True):
         for key, value in cfg.items():
