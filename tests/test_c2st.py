@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from medgan.analysis.metrics.c2st import classifier_two_sample_test, split_two_samples
+from medgan.analysis.metrics.c2st import (
+    classifier_two_sample_test,
+    cross_validation_splits,
+    split_two_samples,
+)
 
 FAST = {"epochs": 5, "batch_size": 16, "width": 8, "lr": 3e-3}
 
@@ -97,3 +101,31 @@ def test_max_resolution_pools_large_images():
     _check_counts(out)
     with pytest.raises(ValueError, match="max_resolution"):
         classifier_two_sample_test(real, fake, seed=0, max_resolution=4, **FAST)
+
+
+def test_cross_validation_tests_every_kept_image_once_and_gives_an_interval():
+    groups = np.repeat(np.arange(20), 6)
+    splits = cross_validation_splits(120, 300, folds=3, real_groups=groups, seed=1)
+    tested = np.concatenate([s["real_test"] for s in splits])
+    assert len(tested) == len(set(tested.tolist())) and len(tested) > 100
+    for s in splits:
+        assert not set(groups[s["real_train"]]) & set(groups[s["real_test"]])
+        assert len(s["real_test"]) == len(s["synthetic_test"])
+    real, fake = _structured(120, 0), _structured(300, 1)
+    out = classifier_two_sample_test(real, fake, real_groups=groups, seed=0, folds=2, **FAST)
+    _check_counts(out)
+    assert out["n_test"] == 240 and out["folds"] == 2
+    assert out["accuracy_lo"] < out["accuracy"] < out["accuracy_hi"]
+    assert out["accuracy_lo"] < 0.5 < out["accuracy_hi"]  # same distribution: chance inside
+    with pytest.raises(ValueError, match="folds"):
+        cross_validation_splits(10, 10, folds=1)
+
+
+def test_a_collapsed_set_is_distinguishable_above_chance():
+    # few real images, many synthetic ones that are near-copies of one image (mode collapse)
+    real = _structured(60, 0)
+    rng = np.random.default_rng(7)
+    collapsed = (np.repeat(_structured(1, 9), 400, axis=0)
+                 + 0.01 * rng.normal(size=(400, 1, 16, 16))).astype(np.float32)
+    out = classifier_two_sample_test(real, collapsed, seed=0, folds=2, **FAST)
+    assert out["accuracy_lo"] > 0.5 and out["p_value"] < 1e-3, out

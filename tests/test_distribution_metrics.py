@@ -106,8 +106,17 @@ def test_feature_metrics_keys_and_validation():
     rng = np.random.default_rng(9)
     x, y = rng.normal(size=(60, 5)), rng.normal(size=(50, 5))
     out = feature_metrics(x, y, kid_subsets=4, kid_subset_size=20)
-    assert list(out) == ["domain_fid", "domain_kid_mean", "domain_kid_std", "domain_precision",
-                         "domain_recall", "domain_density", "domain_coverage"]
+    assert list(out) == ["domain_fid", "domain_kid_mean", "domain_kid_std", "domain_n_real",
+                         "domain_n_fake", "domain_precision", "domain_precision_lo",
+                         "domain_precision_hi", "domain_recall", "domain_recall_lo",
+                         "domain_recall_hi", "domain_coverage", "domain_coverage_lo",
+                         "domain_coverage_hi", "domain_density", "domain_density_lo",
+                         "domain_density_hi"]
+    pr, dc = precision_recall(x, y), density_coverage(x, y)
+    for key, value in {**pr, **dc}.items():
+        assert out[f"domain_{key}"] == value
+        assert out[f"domain_{key}_lo"] <= value <= out[f"domain_{key}_hi"]
+    assert (out["domain_n_real"], out["domain_n_fake"]) == (60, 50)
     assert out == feature_metrics(x, y, kid_subsets=4, kid_subset_size=20)
     with pytest.raises(ValueError, match="dimension"):
         frechet_distance(x, y[:, :4])

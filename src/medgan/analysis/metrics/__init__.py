@@ -53,6 +53,8 @@ class MetricInputs:
     windows: list[tuple[float, float]] | None = None
     # Delplace's sigma grows with N: its own, larger set of candidates (default: ``candidate``)
     delplace_candidate: np.ndarray | None = None
+    # the classifier two-sample test's own, larger set of candidates (default: ``candidate``)
+    c2st_candidate: np.ndarray | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: Any) -> Any:
@@ -60,16 +62,21 @@ class MetricInputs:
 
 
 def _delplace(m: MetricInputs) -> dict[str, float]:
-    from medgan.analysis.metrics.delplace import diversity_sigma_delta, fit_real_pca, realism_rho
+    from medgan.analysis.metrics.delplace import (
+        diversity_sigma_delta,
+        fit_real_pca,
+        realism_rho_interval,
+    )
 
     key = ("pca", m.option("n_components", 16))
     if key not in m.cache:
         m.cache[key] = fit_real_pca(m.reference, n_components=m.option("n_components", 16))
     images = m.candidate if m.delplace_candidate is None else m.delplace_candidate
     div = diversity_sigma_delta(images, threshold=m.option("delta_threshold", 0.01))
-    return {"rho": realism_rho(images, m.cache[key]), "sigma": div["sigma"],
-            "sigma_per_image": div["sigma_per_image"], "delta": div["delta"],
-            "delplace_n": len(images)}
+    rho = realism_rho_interval(images, m.cache[key], level=m.option("interval_level", 0.95),
+                               n_boot=m.option("bootstrap", 1000), seed=m.seed)
+    return {**rho, "sigma": div["sigma"], "sigma_per_image": div["sigma_per_image"],
+            "delta": div["delta"], "delplace_n": len(images)}
 
 
 def _swd(m: MetricInputs) -> dict[str, float]:
@@ -82,11 +89,15 @@ def _swd(m: MetricInputs) -> dict[str, float]:
 
 
 def _msssim(m: MetricInputs) -> dict[str, float]:
+    from medgan.analysis.metrics.intervals import mean_interval
     from medgan.analysis.metrics.msssim import msssim_diversity
 
     out = msssim_diversity(m.candidate, n_pairs=m.option("msssim_pairs", 1000), seed=m.seed,
                            data_range=m.data_range)
-    return {"msssim_mean": out["msssim_mean"], "msssim_std": out["msssim_std"]}
+    lo, hi = mean_interval(out["msssim_mean"], out["msssim_std"], out["n_pairs"],
+                           level=m.option("interval_level", 0.95))
+    return {"msssim_mean": out["msssim_mean"], "msssim_std": out["msssim_std"],
+            "msssim_mean_lo": lo, "msssim_mean_hi": hi, "msssim_n_pairs": out["n_pairs"]}
 
 
 def _domain(m: MetricInputs) -> dict[str, float]:
@@ -98,7 +109,9 @@ def _domain(m: MetricInputs) -> dict[str, float]:
                            kid_subsets=m.option("kid_subsets", 50),
                            kid_subset_size=m.option("kid_subset_size", 1000),
                            k_pr=m.option("k_precision_recall", 3),
-                           k_dc=m.option("k_density_coverage", 5))
+                           k_dc=m.option("k_density_coverage", 5),
+                           level=m.option("interval_level", 0.95),
+                           n_boot=m.option("bootstrap", 1000))
 
 
 def _inception(m: MetricInputs) -> dict[str, float]:
@@ -112,31 +125,42 @@ def _inception(m: MetricInputs) -> dict[str, float]:
 def _c2st(m: MetricInputs) -> dict[str, float]:
     from medgan.analysis.metrics.c2st import classifier_two_sample_test
 
-    # patients must not sit in both halves (the classifier would learn them); a side with fewer
-    # than two patients cannot be split so, and falls back to an image split (recorded)
-    groups = [g if g is not None and len(np.unique(g)) >= 2 else None
-              for g in (m.reference_groups, m.candidate_groups)]
-    given = (m.reference_groups, m.candidate_groups)
+    # synthetic images are unlimited: the test may use a larger set of its own
+    candidate = m.candidate if m.c2st_candidate is None else m.c2st_candidate
+    cand_groups = m.candidate_groups if m.c2st_candidate is None else None
+    # patients must not sit in both parts (the classifier would learn them); a side with fewer
+    # patients than parts cannot be split so, and falls back to an image split (recorded)
+    parts = max(2, m.option("c2st_folds", 2))
+    groups = [g if g is not None and len(np.unique(g)) >= parts else None
+              for g in (m.reference_groups, cand_groups)]
+    given = (m.reference_groups, cand_groups)
     fallback = any(g is None and g0 is not None for g, g0 in zip(groups, given, strict=True))
     if fallback:
         log.warning("c2st: fewer than two patients on one side; its halves split images, so "
                     "the classifier may recognise patients (c2st_group_aware = 0)")
-    out = classifier_two_sample_test(m.reference, m.candidate, real_groups=groups[0],
+    folds = m.option("c2st_folds", 2)
+    out = classifier_two_sample_test(m.reference, candidate, real_groups=groups[0],
                                      synthetic_groups=groups[1], seed=m.seed,
                                      epochs=m.option("c2st_epochs", 8),
                                      width=m.option("c2st_width", 16),
-                                     max_resolution=m.option("c2st_max_resolution", None))
+                                     max_resolution=m.option("c2st_max_resolution", None),
+                                     folds=folds if folds >= 2 else None,
+                                     level=m.option("interval_level", 0.95))
     values = {f"c2st_{k}" if not k.startswith("c2st") else k: v for k, v in out.items()
               if isinstance(v, (int, float, np.number))}
     return {**values, "c2st_group_aware": float(not fallback)}
 
 
 def _memorisation(m: MetricInputs) -> dict[str, float]:
+    from medgan.analysis.metrics.intervals import proportion_interval
     from medgan.analysis.metrics.memorisation import memorisation_report
 
     summary, table = memorisation_report(m.reference, m.candidate, m.heldout,
                                          quantile=m.option("memorisation_quantile", 0.01))
     m.cache["memorisation_table"] = table
+    below = int(table["below_threshold"].sum())
+    summary["share_closer_lo"], summary["share_closer_hi"] = proportion_interval(
+        below, len(table), level=m.option("interval_level", 0.95))
     return {f"memo_{k}": v for k, v in summary.items() if isinstance(v, (int, float, np.number))}
 
 

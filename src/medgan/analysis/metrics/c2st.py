@@ -36,6 +36,8 @@ import torch.nn.functional as F  # noqa: N812
 from scipy.stats import binomtest
 from torch import nn
 
+from medgan.analysis.metrics.intervals import proportion_interval
+
 DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 64, "lr": 1e-3, "width": 16,
                             "max_resolution": None}
 
@@ -107,6 +109,54 @@ def split_two_samples(n_real: int, n_synthetic: int, *, real_groups: Any = None,
     return out
 
 
+def _group_folds(n: int, groups: np.ndarray | None, rng: np.random.Generator, k: int,
+                 what: str) -> list[np.ndarray]:
+    """``k`` disjoint folds of ``range(n)``; whole groups per fold when ``groups`` is given
+    (groups in random order, each to the currently smallest fold)."""
+    if groups is None:
+        return [np.sort(f) for f in np.array_split(rng.permutation(n), k)]
+    unique, inverse = np.unique(groups, return_inverse=True)
+    if len(unique) < k:
+        raise ValueError(f"a group-aware {k}-fold split needs at least {k} distinct {what} "
+                         f"groups, got {len(unique)}")
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for g in rng.permutation(len(unique)):
+        min(folds, key=len).extend(np.flatnonzero(inverse == g).tolist())
+    return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
+
+
+def cross_validation_splits(n_real: int, n_synthetic: int, *, folds: int,
+                            real_groups: Any = None, synthetic_groups: Any = None,
+                            seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``folds`` train/test splits (dicts as :func:`split_two_samples` returns) whose test
+    parts are disjoint: after balancing the classes, each class is cut into ``folds`` folds
+    (group-aware with groups); split f tests on fold f of both classes (trimmed to equal
+    counts) and trains on the other folds (trimmed likewise), so every kept image is tested
+    at most once."""
+    if int(folds) != folds or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    rng = np.random.default_rng(seed)
+    rg = _check_groups(real_groups, n_real, "real_groups")
+    sg = _check_groups(synthetic_groups, n_synthetic, "synthetic_groups")
+    n = min(n_real, n_synthetic)
+    keep_r = np.sort(rng.choice(n_real, n, replace=False))
+    keep_s = np.sort(rng.choice(n_synthetic, n, replace=False))
+    fr = _group_folds(n, None if rg is None else rg[keep_r], rng, folds, "real")
+    fs = _group_folds(n, None if sg is None else sg[keep_s], rng, folds, "synthetic")
+    out = []
+    for f in range(folds):
+        parts = {"train": (np.concatenate([x for i, x in enumerate(fr) if i != f]),
+                           np.concatenate([x for i, x in enumerate(fs) if i != f])),
+                 "test": (fr[f], fs[f])}
+        split = {}
+        for part, (r, s) in parts.items():
+            m = min(len(r), len(s))
+            split[f"real_{part}"] = keep_r[np.sort(rng.choice(r, m, replace=False))]
+            split[f"synthetic_{part}"] = keep_s[np.sort(rng.choice(s, m, replace=False))]
+        out.append(split)
+    return out
+
+
 def _validate(real: Any, synthetic: Any) -> tuple[np.ndarray, np.ndarray]:
     for what, x in (("real", real), ("synthetic", synthetic)):
         if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
@@ -141,16 +191,23 @@ def classifier_two_sample_test(real: np.ndarray, synthetic: np.ndarray, *,
                                real_groups: Any = None, synthetic_groups: Any = None,
                                seed: int = 0, epochs: int = 8, batch_size: int = 64,
                                lr: float = 1e-3, width: int = 16,
-                               max_resolution: int | None = None, device: str = "cpu"
+                               max_resolution: int | None = None, device: str = "cpu",
+                               folds: int | None = None, level: float = 0.95
                                ) -> dict[str, Any]:
     """Classifier two-sample test (Lopez-Paz & Oquab 2017) of ``real`` against ``synthetic``.
 
     Images ``(N, C, H, W)`` use the CNN, features ``(N, d)`` logistic regression (see the
-    module docstring). Returns ``accuracy`` on the held-out half, the confusion counts
+    module docstring). Returns ``accuracy`` on the test images, the confusion counts
     ``real_as_real``, ``real_as_synthetic``, ``synthetic_as_real``, ``synthetic_as_synthetic``,
-    ``n_train``, ``n_test``, ``mode`` (``"pixels"`` or ``"features"``) and ``p_value``: the
+    ``n_train``, ``n_test``, ``mode`` (``"pixels"`` or ``"features"``), ``p_value``: the
     one-sided exact binomial test (alternative "greater") of the number of correct test
-    predictions against chance 1/2. Same seed (and thread count) -> same result on CPU.
+    predictions against chance 1/2, and ``accuracy_lo``, ``accuracy_hi``: its exact
+    (Clopper-Pearson) ``level`` interval. Same seed (and thread count) -> same result on CPU.
+
+    ``folds``: None - train on one half, test on the other (:func:`split_two_samples`);
+    k >= 2 - k-fold cross-validation (:func:`cross_validation_splits`): k classifiers, every
+    kept image tested once, so ``n_test`` is about twice the balanced set size and the interval
+    narrower (``n_train`` is then the training set of one fold).
 
     ``max_resolution``: images larger than this are average-pooled by a power-of-two factor to
     at most this size before the CNN (cost grows with the square of the resolution; the test
@@ -165,10 +222,36 @@ def classifier_two_sample_test(real: np.ndarray, synthetic: np.ndarray, *,
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if max_resolution is not None and max_resolution < 8:
         raise ValueError(f"max_resolution must be >= 8, got {max_resolution}")
-    split = split_two_samples(len(real), len(synthetic), real_groups=real_groups,
-                              synthetic_groups=synthetic_groups, seed=seed)
+    groups = {"real_groups": real_groups, "synthetic_groups": synthetic_groups, "seed": seed}
+    splits = ([split_two_samples(len(real), len(synthetic), **groups)] if folds is None else
+              cross_validation_splits(len(real), len(synthetic), folds=folds, **groups))
+    fit = {"seed": seed, "epochs": int(epochs), "batch_size": int(batch_size), "lr": lr,
+           "width": int(width), "device": device, "max_resolution": max_resolution}
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    for split in splits:
+        for key, value in _split_counts(real, synthetic, split, **fit).items():
+            counts[key] += value
+    n_test = sum(counts.values())
+    correct = counts["real_as_real"] + counts["synthetic_as_synthetic"]
+    p_value = float(binomtest(correct, n_test, 0.5, alternative="greater").pvalue)
+    lo, hi = proportion_interval(correct, n_test, level=level)
+    return {"accuracy": correct / n_test, **counts,
+            "n_train": len(splits[0]["real_train"]) + len(splits[0]["synthetic_train"]),
+            "n_test": n_test, "p_value": p_value, "accuracy_lo": lo, "accuracy_hi": hi,
+            "folds": len(splits) if folds is not None else 0,
+            "mode": "features" if real.ndim == 2 else "pixels"}
+
+
+COUNT_KEYS = ("real_as_real", "real_as_synthetic", "synthetic_as_real",
+              "synthetic_as_synthetic")
+
+
+def _split_counts(real: np.ndarray, synthetic: np.ndarray, split: dict[str, np.ndarray], *,
+                  seed: int, epochs: int, batch_size: int, lr: float, width: int, device: str,
+                  max_resolution: int | None) -> dict[str, int]:
+    """Train on one split's training part, predict its test part: the confusion counts."""
     if min(len(v) for v in split.values()) < 1:
-        raise ValueError("the group-aware split left a half without samples of one class")
+        raise ValueError("the group-aware split left a part without samples of one class")
     xr_tr, xr_te = (_gather(real, split[f"real_{p}"], "real", max_resolution)
                     for p in ("train", "test"))
     xs_tr, xs_te = (_gather(synthetic, split[f"synthetic_{p}"], "synthetic", max_resolution)
@@ -178,21 +261,14 @@ def classifier_two_sample_test(real: np.ndarray, synthetic: np.ndarray, *,
     x_test = np.concatenate([xr_te, xs_te])
     if real.ndim == 2:
         predicted = _features_predict(x_train, y_train, x_test, len(xr_tr), seed=seed)
-        mode = "features"
     else:
         predicted = _pixels_predict(x_train, y_train, x_test, len(xr_tr), seed=seed,
-                                    epochs=int(epochs), batch_size=int(batch_size), lr=lr,
-                                    width=int(width), device=device)
-        mode = "pixels"
+                                    epochs=epochs, batch_size=batch_size, lr=lr, width=width,
+                                    device=device)
     pred_r, pred_s = predicted[: len(xr_te)], predicted[len(xr_te):]
-    counts = {"real_as_real": int((~pred_r).sum()), "real_as_synthetic": int(pred_r.sum()),
-              "synthetic_as_real": int((~pred_s).sum()),
-              "synthetic_as_synthetic": int(pred_s.sum())}
-    n_test = len(x_test)
-    correct = counts["real_as_real"] + counts["synthetic_as_synthetic"]
-    p_value = float(binomtest(correct, n_test, 0.5, alternative="greater").pvalue)
-    return {"accuracy": correct / n_test, **counts, "n_train": len(x_train), "n_test": n_test,
-            "p_value": p_value, "mode": mode}
+    return {"real_as_real": int((~pred_r).sum()), "real_as_synthetic": int(pred_r.sum()),
+            "synthetic_as_real": int((~pred_s).sum()),
+            "synthetic_as_synthetic": int(pred_s.sum())}
 
 
 def _pixels_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_real: int,

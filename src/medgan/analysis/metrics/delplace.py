@@ -288,6 +288,17 @@ def realism_rho(images: np.ndarray, pca: RealPCA) -> float:
     return float(realism_per_image(images, pca).mean())
 
 
+def realism_rho_interval(images: np.ndarray, pca: RealPCA, *, level: float = 0.95,
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """rho with its percentile-bootstrap interval over the images (``rho``, ``rho_lo``,
+    ``rho_hi``; the PCA of the real images held fixed)."""
+    from medgan.analysis.metrics.intervals import bootstrap_mean_interval
+
+    per_image = realism_per_image(images, pca)
+    lo, hi = bootstrap_mean_interval(per_image, level=level, n_boot=n_boot, seed=seed)
+    return {"rho": float(per_image.mean()), "rho_lo": lo, "rho_hi": hi}
+
+
 def diversity_sigma_delta(
     images: np.ndarray, *, threshold: float = 0.01, max_eigenvalues: int = 100
 ) -> dict[str, Any]:

@@ -165,6 +165,14 @@ def _check_k(k: int, real: np.ndarray, fake: np.ndarray | None, what: str) -> No
                              f"got {x.shape[0]}")
 
 
+def _precision_recall_hits(real: np.ndarray, fake: np.ndarray, k: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Per fake vector: inside the real manifold; per real vector: inside the fake manifold."""
+    _check_k(k, real, fake, "precision/recall")
+    real_radii, fake_radii = knn_radii(real, k), knn_radii(fake, k)
+    return (_ball_counts(fake, real, real_radii) > 0), (_ball_counts(real, fake, fake_radii) > 0)
+
+
 def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> dict[str, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019).
 
@@ -174,11 +182,16 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> dict[
     inside the fake manifold.
     """
     real, fake = _pair(real, fake)
-    _check_k(k, real, fake, "precision/recall")
-    real_radii, fake_radii = knn_radii(real, k), knn_radii(fake, k)
-    precision = float((_ball_counts(fake, real, real_radii) > 0).mean())
-    recall = float((_ball_counts(real, fake, fake_radii) > 0).mean())
-    return {"precision": precision, "recall": recall}
+    in_real, in_fake = _precision_recall_hits(real, fake, k)
+    return {"precision": float(in_real.mean()), "recall": float(in_fake.mean())}
+
+
+def _density_coverage_parts(real: np.ndarray, fake: np.ndarray, k: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per fake vector: real balls holding it / k; per real vector: covered by a fake one."""
+    _check_k(k, real, None, "density/coverage")
+    radii = knn_radii(real, k)
+    return _ball_counts(fake, real, radii) / k, _nearest_distance(real, fake) <= radii
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
@@ -190,26 +203,48 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[
     ``coverage = 1/N sum_i 1[exists j: Y_j in B(X_i, r_i)]`` (N real vectors X).
     """
     real, fake = _pair(real, fake)
-    _check_k(k, real, None, "density/coverage")
-    radii = knn_radii(real, k)
-    density = float(_ball_counts(fake, real, radii).sum() / (k * fake.shape[0]))
-    coverage = float((_nearest_distance(real, fake) <= radii).mean())
-    return {"density": density, "coverage": coverage}
+    density, covered = _density_coverage_parts(real, fake, k)
+    return {"density": float(density.mean()), "coverage": float(covered.mean())}
+
+
+def manifold_intervals(real: np.ndarray, fake: np.ndarray, *, k_pr: int = 3, k_dc: int = 5,
+                       level: float = 0.95, n_boot: int = 1000, seed: int = 0
+                       ) -> dict[str, float]:
+    """Precision, recall, density and coverage with their ``level`` intervals (``<name>_lo``,
+    ``<name>_hi``) and the set sizes (``n_real``, ``n_fake``). Precision, recall and coverage
+    are shares of counts: exact Clopper-Pearson intervals; density is a mean of per-fake
+    counts: percentile bootstrap over the fake vectors. The manifolds (k-NN radii) are held
+    fixed: the intervals give the uncertainty of which vectors were drawn into the scored
+    set, not of the radii."""
+    from medgan.analysis.metrics.intervals import bootstrap_mean_interval, proportion_interval
+
+    real, fake = _pair(real, fake)
+    in_real, in_fake = _precision_recall_hits(real, fake, k_pr)
+    density, covered = _density_coverage_parts(real, fake, k_dc)
+    out: dict[str, float] = {"n_real": real.shape[0], "n_fake": fake.shape[0]}
+    for name, hits in (("precision", in_real), ("recall", in_fake), ("coverage", covered)):
+        lo, hi = proportion_interval(int(hits.sum()), len(hits), level=level)
+        out.update({name: float(hits.mean()), f"{name}_lo": lo, f"{name}_hi": hi})
+    lo, hi = bootstrap_mean_interval(density, level=level, n_boot=n_boot, seed=seed)
+    out.update({"density": float(density.mean()), "density_lo": lo, "density_hi": hi})
+    return out
 
 
 def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, kid_subsets: int = 50,
-                    kid_subset_size: int = 1000, k_pr: int = 3, k_dc: int = 5
-                    ) -> dict[str, float]:
+                    kid_subset_size: int = 1000, k_pr: int = 3, k_dc: int = 5,
+                    level: float = 0.95, n_boot: int = 1000) -> dict[str, float]:
     """All distribution metrics of this module on one pair of feature sets, keys prefixed
     ``domain_`` (features of the dataset's own feature network, see
     :mod:`medgan.analysis.metrics.featurenet`): ``domain_fid``, ``domain_kid_mean``,
-    ``domain_kid_std``,
-    ``domain_precision``, ``domain_recall``, ``domain_density``, ``domain_coverage``."""
+    ``domain_kid_std``, ``domain_precision``, ``domain_recall``, ``domain_density``,
+    ``domain_coverage``, the last four with ``_lo`` / ``_hi`` interval bounds
+    (:func:`manifold_intervals`), and the set sizes ``domain_n_real``, ``domain_n_fake``."""
     real, fake = _pair(real, fake)
     out: dict[str, float] = {"domain_fid": frechet_distance(real, fake)}
     kid = kernel_inception_distance(real, fake, subsets=kid_subsets,
                                     subset_size=kid_subset_size, seed=seed)
     out.update({f"domain_{key}": value for key, value in kid.items()})
-    out.update({f"domain_{key}": v for key, v in precision_recall(real, fake, k=k_pr).items()})
-    out.update({f"domain_{key}": v for key, v in density_coverage(real, fake, k=k_dc).items()})
+    manifold = manifold_intervals(real, fake, k_pr=k_pr, k_dc=k_dc, level=level, n_boot=n_boot,
+                                  seed=seed)
+    out.update({f"domain_{key}": value for key, value in manifold.items()})
     return out
