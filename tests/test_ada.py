@@ -189,3 +189,22 @@ def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
     rows = [json.loads(r) for r in (out / "stats.jsonl").read_text().splitlines()]
     assert rows[-1]["ada_p"] == json.loads(
         (tmp_path / "whole" / "stats.jsonl").read_text().splitlines()[-1])["ada_p"]
+
+
+def test_stylegan2_ada_trains_on_two_processes(tmp_path):
+    """DDP as the other architectures: ADA's r_t is taken over the global batch, so p and the
+    image count are those of the global batch on every process."""
+    from conftest import noise_dataset
+
+    from medgan.training import train_gan
+
+    data = noise_dataset(tmp_path / "data")
+    args = {**ARGS, "loss": {**ARGS["loss"], "ada": {"interval": 1, "speed_kimg": 0.1,
+                                                    "initial_p": 0.5}}}
+    run = train_gan(data, tmp_path / "two", processes=2,
+                    **{**args, "schedule": {**SCHEDULE, "steps": 3}})
+    assert run["config"]["loss"]["ada"]["initial_p"] == 0.5
+    state = load_checkpoint(tmp_path / "two" / "checkpoint.pt")["loss_state"]
+    assert state["ada"]["images"] == 3 * SCHEDULE["batch_size"]  # global batches
+    # each adjustment moves p by 4 images / 100 = 0.04
+    assert any(state["ada"]["p"] == pytest.approx(0.5 + 0.04 * k) for k in (-3, -1, 1, 3))
