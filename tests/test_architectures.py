@@ -18,6 +18,8 @@ SMALL = {
                  "d_max_width": 8, "d_blocks_per_stage": 1, "minibatch_stddev": True},
     "kitchen": {"name": "kitchen", "latent_dim": 8, "dense_width": 4, "width": 4,
                 "max_width": 8, "d_width": 4, "d_max_width": 8},
+    "stylegan2": {"name": "stylegan2", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2,
+                  "channel_base": 64, "channel_max": 8},
 }
 
 

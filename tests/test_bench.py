@@ -56,3 +56,23 @@ def test_bench_processes_reports_scaling(tmp_path):
     assert row["processes"] == 1 and row["local_batch"] == 4 and row["images_per_s"] > 0
     assert row["scaling_efficiency"] == 1.0
     assert "procs" in proc.stdout and "100%" in proc.stdout
+
+
+def test_bench_stylegan2_beside_dcgan_and_pggan(tmp_path):
+    """Issue 20: the three architectures at one resolution, each with its own loss and
+    per-architecture widths."""
+    out = tmp_path / "three.json"
+    widths = {"dcgan": {"width": 4, "max_width": 8, "latent_dim": 8},
+              "pggan": {"filters": 4, "latent_dim": 8},
+              "stylegan2": {"channel_base": 64, "channel_max": 8, "latent_dim": 8, "w_dim": 8}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "medgan.bench", "--arch", "dcgan", "pggan", "stylegan2",
+         "--modes", "eager", "--steps", "1", "--warmup", "0", "--resolution", "16",
+         "--batch", "4", "--channels", "3", "--device", "cpu", "--threads", "1",
+         "--arch-config", json.dumps(widths), "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["arch"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"dcgan", "pggan", "stylegan2"}
+    assert rows["stylegan2"]["loss"] == "stylegan2" and rows["dcgan"]["loss"] == "gan"
+    assert all(r["images_per_s"] > 0 and r["resolution"] == 16 for r in rows.values())

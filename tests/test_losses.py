@@ -34,7 +34,7 @@ class Constant(nn.Module):
 
 
 def test_registry_names():
-    assert sorted(LOSSES) == ["dragan", "gan", "lsgan", "wgan", "wgan_gp"]
+    assert sorted(LOSSES) == ["dragan", "gan", "lsgan", "stylegan2", "wgan", "wgan_gp"]
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -102,7 +102,7 @@ def test_default_config_plans_delplace2019():
     out = proc.stdout + proc.stderr
     table = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
              if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert table["train_gan"] == 15  # 3 architectures x 5 losses
+    assert table["train_gan"] == 16  # 3 architectures x 5 losses, and StyleGAN2 + ADA
     for rule in ("fig1", "table3", "training_time", "loss_comparison", "interpolations"):
         assert table[f"delplace2019_{rule}"] == 1
     assert table["delplace2019"] == 1
@@ -118,17 +118,19 @@ def tiny_delplace(tiny_run):
 @pytest.mark.workflow
 def test_tiny_delplace_tables(tiny_delplace):
     t3 = pd.read_csv(tiny_delplace / "table3.tsv", sep="\t")
-    assert list(t3["model"]) == list(PAPER_TABLE3)  # training set, DCGAN, SRResNet, ProGAN
-    assert list(t3["loss"]) == ["-", "DRAGAN", "DRAGAN", "WGAN_GP"]
+    # training set, DCGAN, SRResNet, ProGAN, and the paper's future work (issue 20)
+    assert list(t3["model"]) == [*PAPER_TABLE3, "StyleGAN2"]
+    assert list(t3["loss"]) == ["-", "DRAGAN", "DRAGAN", "WGAN_GP", "logistic + R1 + ADA"]
     assert {"N", "rho", "sigma", "sigma_per_image", "delta", "paper_N", "paper_rho",
             "paper_sigma", "paper_delta"} <= set(t3.columns)
-    assert list(t3["N"])[1:] == [20, 20, 20]  # analysis.metrics.delplace_n of the tiny config
-    assert t3["paper_rho"].tolist() == [v[1] for v in PAPER_TABLE3.values()]
+    assert list(t3["N"])[1:] == [20, 20, 20, 20]  # analysis.metrics.delplace_n (tiny config)
+    assert t3["paper_rho"].tolist()[:4] == [v[1] for v in PAPER_TABLE3.values()]
+    assert math.isnan(t3["paper_rho"].iloc[4])  # not in the paper
     assert ((t3["rho"] >= 0) & (t3["rho"] <= 1)).all() and (t3["delta"] >= 0).all()
 
     times = pd.read_csv(tiny_delplace / "training_time.tsv", sep="\t")
-    assert list(times["model"]) == ["DCGAN", "SRResNet", "ProGAN"]
-    assert list(times["paper_hours"]) == [45, 30, 58]
+    assert list(times["model"]) == ["DCGAN", "SRResNet", "ProGAN", "StyleGAN2"]
+    assert list(times["paper_hours"])[:3] == [45, 30, 58]
     assert (times["train_s"] > 0).all()
 
     comp = pd.read_csv(tiny_delplace / "loss_comparison.tsv", sep="\t")

@@ -127,6 +127,8 @@ class _Setup:
         if compile_models:
             self.G_run, self.D_run = torch.compile(self.G), torch.compile(self.D)
         self.loss = build_loss(loss_cfg)
+        if hasattr(self.loss, "bind"):  # stylegan2 + ADA: the augmentation's channel names
+            self.loss.bind([f"c{i}" for i in range(channels)])
         self.latent_dim = int(self.G.latent_dim)
         self.batch, self.dev = batch, dev
         self.autocast = fast and dev.type == "cuda"
@@ -221,6 +223,30 @@ def bench_one(arch_name: str, *, arch_overrides: dict, loss_cfg: dict, channels:
 
 # --- the whole table ---------------------------------------------------------------------------
 
+# ``--loss auto`` (the default): each architecture's own objective; stylegan2 with ADA at
+# p = 0.5, the cost of a run whose augmentation has adapted (lazy R1 every 16 steps)
+ARCH_LOSSES: dict[str, dict[str, Any]] = {
+    "stylegan2": {"name": "stylegan2", "ada": {"initial_p": 0.5}},
+}
+
+
+def loss_for(arch_name: str, loss: dict | None) -> dict[str, Any]:
+    """The loss config benchmarked with ``arch_name`` (``None`` or ``{"name": "auto"}``: its
+    own, :data:`ARCH_LOSSES`, else ``gan``)."""
+    if loss is None or loss.get("name") == "auto":
+        return ARCH_LOSSES.get(arch_name, {"name": "gan"})
+    return loss
+
+
+def overrides_for(arch_name: str, overrides: dict | None) -> dict[str, Any]:
+    """``--arch-config`` for ``arch_name``: the dict itself, or (when every key names an
+    architecture) its entry for ``arch_name``."""
+    overrides = overrides or {}
+    if overrides and all(k in ARCHITECTURES for k in overrides):
+        return overrides.get(arch_name, {})
+    return overrides
+
+
 def run_benchmark(*, archs: Sequence[str], resolutions: Sequence[int], batches: Sequence[int],
                   steps: int = 20, warmup: int = 3, device: str = "auto", channels: int = 1,
                   loss: dict | None = None, arch_overrides: dict | None = None,
@@ -235,19 +261,19 @@ def run_benchmark(*, archs: Sequence[str], resolutions: Sequence[int], batches: 
     unknown = [a for a in archs if a not in ARCHITECTURES]
     if unknown:
         raise ValueError(f"unknown architecture(s) {unknown}; known: {sorted(ARCHITECTURES)}")
-    loss_cfg = loss or {"name": "gan"}
     name = device_name(dev)
     peak = peak_tflops if peak_tflops is not None else (
         peak_bf16_tflops(name) if dev.type == "cuda" else None)
     rows: list[dict[str, Any]] = []
     for arch_name in archs:
+        loss_cfg, overrides = loss_for(arch_name, loss), overrides_for(arch_name, arch_overrides)
         for res in resolutions:
             for batch in batches:
-                common = {"arch_name": arch_name, "arch_overrides": arch_overrides or {},
+                common = {"arch_name": arch_name, "arch_overrides": overrides,
                           "loss_cfg": loss_cfg, "channels": channels, "resolution": res,
                           "batch": batch, "dev": dev, "seed": seed}
                 try:
-                    arch = resolved_config({"name": arch_name, **(arch_overrides or {})})
+                    arch = resolved_config({"name": arch_name, **overrides})
                     flops = count_step_flops(_Setup(arch, loss_cfg, channels=channels,
                                                     resolution=res, batch=batch, dev=dev,
                                                     fast=False, compile_models=False,
@@ -320,7 +346,8 @@ def run_process_benchmark(*, archs: Sequence[str], resolutions: Sequence[int],
 
     rows = []
     for arch, res, batch, mode in itertools.product(archs, resolutions, batches, modes):
-        spec = {"arch": arch, "arch_overrides": arch_overrides, "loss": loss,
+        spec = {"arch": arch, "arch_overrides": overrides_for(arch, arch_overrides),
+                "loss": loss_for(arch, loss),
                 "channels": channels, "resolution": res, "batch": batch, "mode": mode,
                 "performance": {"compile": compile_models}, "steps": steps,
                 "warmup": warmup, "seed": seed, "device": device}
@@ -352,9 +379,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--device", default="auto")
     p.add_argument("--channels", type=int, default=1)
-    p.add_argument("--loss", default="gan", help="loss name, or a JSON loss config")
+    p.add_argument("--loss", default="auto",
+                   help="loss name, or a JSON loss config (auto: each architecture's own - "
+                        "gan, stylegan2 with ADA at p 0.5 for stylegan2)")
     p.add_argument("--arch-config", default="{}",
-                   help="JSON overrides of the architecture defaults, e.g. '{\"width\": 32}'")
+                   help="JSON overrides of the architecture defaults, e.g. '{\"width\": 32}', "
+                        "or per architecture: '{\"dcgan\": {...}, \"stylegan2\": {...}}'")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--compile", action="store_true", help="torch.compile G and D in fast mode")
     p.add_argument("--peak-tflops", type=float, default=None,

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from medgan.models import dcgan, kitchen, pggan, srresnet
+from medgan.models import dcgan, kitchen, pggan, srresnet, stylegan2
 from medgan.models.conditional import (
     ConditionalDiscriminator,
     ConditionalGenerator,
@@ -41,6 +41,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                             kitchen.DEFAULTS),
     # Built at full size (last level, alpha 1); the progressive schedule is not yet in the trainer.
     "pggan": Architecture(pggan.build_generator, pggan.build_discriminator, pggan.DEFAULTS),
+    # Karras et al. 2020; trained with the stylegan2 loss (lazy R1, ADA) of medgan.training.losses
+    "stylegan2": Architecture(stylegan2.build_generator, stylegan2.build_discriminator,
+                              stylegan2.DEFAULTS),
 }
 
 
@@ -67,6 +70,8 @@ def build_generator(arch: dict[str, Any], *, channels: int, resolution: int,
     G = get_architecture(arch).build_generator(arch, channels=channels, resolution=resolution)
     if not n_classes:
         return G
+    if hasattr(G, "mixing_keep"):  # stylegan2: a mixing latent keeps the class embedding
+        G.mixing_keep = embed_dim
     return ConditionalGenerator(G, n_classes=n_classes, embed_dim=embed_dim, slot=slot)
 
 

@@ -48,7 +48,7 @@ PAPER_ITERATIONS = {"DCGAN": 10620, "SRResNet": 10620, "ProGAN": 46020}  # 60 / 
 # is read as stable too; SRResNet and ProGAN "converge only with" DRAGAN and WGAN_GP)
 PAPER_STABLE = {"DCGAN": {"dragan", "wgan_gp"}, "SRResNet": {"dragan"}, "ProGAN": {"wgan_gp"}}
 LOSS_LABELS = {"gan": "GAN", "lsgan": "LSGAN", "wgan": "WGAN", "wgan_gp": "WGAN_GP",
-               "dragan": "DRAGAN"}
+               "dragan": "DRAGAN", "stylegan2": "logistic + R1 + ADA"}
 CRITERIA_DEFAULTS: dict[str, float] = {
     "loss_limit": 100.0, "tail_fraction": 0.25, "rho_ratio_min": 0.5,
     "sigma_ratio_min": 0.1, "delta_ratio_min": 0.25,

@@ -204,6 +204,7 @@ class TrainingLoop:
         self.autocast_d = functools.partial(accel.autocast, run.performance, run.device,
                                             enabled=not accel.has_gradient_penalty(run.loss))
         self.autocast_g = functools.partial(accel.autocast, run.performance, run.device)
+        state.loss = run.loss  # a loss's own state (stylegan2, ADA) joins the checkpoint
         self.start_step, rows = 0, []
         if resume and files.state_dir != files.out:  # a finished run whose outputs were deleted
             if self.main:

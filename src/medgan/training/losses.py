@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medgan.training.augment import ADA_DEFAULTS, AdaptiveAugment
+
 Stats = dict[str, torch.Tensor]
 GENERATOR_LOSSES = ("non_saturating", "minimax")
 
@@ -253,8 +255,105 @@ class DRAGANLoss(GANLoss):
                                                  "grad_norm": norm}
 
 
+class StyleGAN2Loss(GANLoss):
+    """Karras et al. 2020's StyleGAN2 objective: the non-saturating logistic loss
+    (:class:`GANLoss` without smoothing) with lazy R1 regularisation, and optionally ADA.
+
+    R1 (Mescheder et al. 2018): ``r1_gamma / 2 * E[||grad_x D(x)||^2]`` on real images, lazily
+    (StyleGAN2 sec. 3.1): every ``r1_interval`` discriminator steps, multiplied by
+    ``r1_interval``, in the same forward pass as that step's loss (logged as ``r1``, the last
+    unweighted penalty). ``r1_gamma`` ``"auto"`` is resolved from the resolution and batch size
+    before the loss is built (:mod:`medgan.training.presets`).
+
+    ``ada`` (``{target, interval, speed_kimg, initial_p}``, :data:`~medgan.training.augment.
+    ADA_DEFAULTS`; ``null``: none): every image D sees, real and generated, in D's and G's steps,
+    goes through the adaptive augmentation of :mod:`medgan.training.augment` (the R1 gradient is
+    taken with respect to the un-augmented reals, through the augmentation); logs ``ada_p`` and
+    ``ada_rt``. Needs the channel names: the trainer calls :meth:`bind`. The loss's own state
+    (the R1 counter, ADA's ``p`` and heuristic) is :meth:`state_dict`, part of the checkpoint.
+    """
+
+    name: ClassVar[str] = "stylegan2"
+    defaults: ClassVar[dict[str, Any]] = {"n_critic": 1, "r1_gamma": 10.0, "r1_interval": 16,
+                                          "ada": None}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1}
+    has_gradient_penalty: ClassVar[bool] = True
+
+    def __init__(self, **cfg: Any):
+        super().__init__(**cfg)
+        self.r1_gamma = _number(self.config, "r1_gamma", self.name, low=0.0)
+        interval = self.config["r1_interval"]
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+            raise ValueError(f"stylegan2 loss r1_interval must be a positive integer, "
+                             f"got {interval!r}")
+        ada = self.config["ada"]
+        if ada not in (None, False):
+            if ada is True:
+                ada = {}
+            if not isinstance(ada, dict) or set(ada) - set(ADA_DEFAULTS):
+                raise ValueError(f"stylegan2 loss ada must be null or a dict of "
+                                 f"{sorted(ADA_DEFAULTS)}, got {ada!r}")
+            ada = {**ADA_DEFAULTS, **ada}
+            for key, low, high in (("target", 0.0, 1.0), ("initial_p", 0.0, 1.0)):
+                _number(ada, key, "stylegan2 ada", low=low, high=high + 1e-12)
+            _number(ada, "speed_kimg", "stylegan2 ada", low=0.0, low_open=True)
+            if not isinstance(ada["interval"], int) or ada["interval"] < 1:
+                raise ValueError(f"stylegan2 ada interval must be a positive integer, "
+                                 f"got {ada['interval']!r}")
+            self.config["ada"] = ada
+        else:
+            self.config["ada"] = None
+        self.ada: Any = None  # the AdaptiveAugment, once bound to the channels
+        self.d_steps = 0
+        self.last_r1 = torch.zeros(())
+
+    def bind(self, channels: list[str]) -> None:
+        """Build the augmentation for images with these channel names (if ``ada`` is set)."""
+        if self.config["ada"] is not None:
+            self.ada = AdaptiveAugment(channels, self.config["ada"])
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.ada is None else self.ada.augment(x, self.rand)
+
+    def d_loss(self, D: nn.Module, real: torch.Tensor,
+               fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        self.d_steps += 1
+        due = self.r1_gamma > 0 and self.d_steps % self.config["r1_interval"] == 0
+        real_in = real.detach().requires_grad_(True) if due else real
+        real_logits = D(self.augment(real_in))
+        fake_logits = D(self.augment(fake))
+        loss = self._bce_d_loss(real_logits, fake_logits)
+        if due:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+            penalty = grad.square().flatten(1).sum(1).mean()
+            loss = loss + penalty * (0.5 * self.r1_gamma * self.config["r1_interval"])
+            self.last_r1 = penalty.detach()
+        stats = {"d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean(),
+                 "r1": self.last_r1.to(real.device)}
+        if self.ada is not None:
+            self.ada.observe(real_logits, self.ranks)
+            stats["ada_p"] = torch.tensor(self.ada.p, device=real.device)
+            stats["ada_rt"] = torch.tensor(self.ada.r_t, device=real.device)
+        return loss, stats
+
+    def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        return F.softplus(-D(self.augment(fake))).mean(), {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss's own training state (plain numbers) for the checkpoint."""
+        return {"d_steps": self.d_steps, "last_r1": float(self.last_r1),
+                "ada": None if self.ada is None else self.ada.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.d_steps = int(state["d_steps"])
+        self.last_r1 = torch.tensor(state["last_r1"], dtype=torch.float32)
+        if self.ada is not None:
+            self.ada.load_state_dict(state["ada"])
+
+
 LOSSES: dict[str, type[GANLoss]] = {
-    cls.name: cls for cls in (GANLoss, LSGANLoss, WGANLoss, WGANGPLoss, DRAGANLoss)}
+    cls.name: cls for cls in (GANLoss, LSGANLoss, WGANLoss, WGANGPLoss, DRAGANLoss,
+                              StyleGAN2Loss)}
 
 
 def build_loss(cfg: dict[str, Any]) -> GANLoss:

@@ -33,6 +33,7 @@ from medgan.training.data import (
 )
 from medgan.training.distributed import Ranks, resolve_device
 from medgan.training.losses import GANLoss, build_loss
+from medgan.training.presets import resolve_auto
 from medgan.training.progressive import ARCHITECTURE as ARCHITECTURE_PROGRESSIVE
 from medgan.training.progressive import ProgressiveSchedule
 from medgan.training.schedule import positive_int, resolve_optimizer, resolve_schedule
@@ -91,6 +92,8 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         torch.set_num_threads(positive_int(threads, "threads"))
     dev = resolve_device(device) if isinstance(device, str) else device
 
+    architecture, loss, schedule = resolve_auto(architecture, loss, schedule,
+                                                resolution=resolution)
     arch_cfg = resolved_config(architecture)
     schedule = resolve_schedule(schedule, architecture=arch_cfg["name"], resolution=resolution)
     progressive = (ProgressiveSchedule(schedule, resolution)
@@ -101,6 +104,8 @@ def prepare_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     accel.configure_backends(perf, dev)
 
     data = load_training_data(data_dir, channels, resolution)
+    if hasattr(loss_obj, "bind"):  # a loss that augments needs the channel names (ADA)
+        loss_obj.bind(list(data.info["channels"]))
     rows = None if split is None else split_indices(split, data.images.shape[0])[0]
     labels = None
     if condition:

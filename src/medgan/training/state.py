@@ -107,6 +107,8 @@ class TrainingState:
         self.fixed_labels: torch.Tensor | None = None
         # differentially private runs: the DP-SGD accountant and sampler (medgan.training.dp)
         self.privacy: Any = None
+        # a loss with its own training state (stylegan2: R1 counter, ADA's p): checkpointed
+        self.loss: Any = None
 
     @property
     def frozen_models(self) -> dict[str, torch.nn.Module]:
@@ -190,6 +192,7 @@ class TrainingState:
             "step": step, "config": self.config, "rng": capture_rng_state(self.generators),
             "sampler": self.sampler.state_dict(), **self._log_sums(),
             "fixed_z": self.fixed_z.cpu(),
+            **({"loss_state": self.loss.state_dict()} if hasattr(self.loss, "state_dict") else {}),
             "medgan_version": __version__, "torch_version": str(torch.__version__),
             **({"privacy": self.privacy.state_dict()} if self.privacy else {}),
         }
@@ -219,6 +222,8 @@ class TrainingState:
         self.stats.load_state_dict(per_rank[self.ranks.rank] if same_ranks else ckpt["log_sums"])
         if self.privacy:
             self.privacy.load_state_dict(ckpt["privacy"])
+        if hasattr(self.loss, "load_state_dict"):
+            self.loss.load_state_dict(ckpt["loss_state"])
         restore_rng_state(ckpt["rng"], self.generators)
 
     def resume(self, path: Path) -> int:

@@ -1,0 +1,137 @@
+"""StyleGAN2 (medgan.models.stylegan2) and its loss: shapes for 1-7 channels, demodulation and
+lazy R1 against direct computations, FIR resampling, style mixing, the ``auto`` presets."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medgan.models import build_discriminator, build_generator
+from medgan.models.conditional import ConditionalGenerator
+from medgan.models.stylegan2 import ModulatedConv2d, downsample2x, fir_filter, upsample2x
+from medgan.training.losses import build_loss
+from medgan.training.presets import resolve_auto, stylegan2_auto
+
+ARCH = {"name": "stylegan2", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2,
+        "channel_base": 128, "channel_max": 8}
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 7])
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_stylegan2_shapes_and_channels(channels, resolution):
+    torch.manual_seed(0)
+    G = build_generator(ARCH, channels=channels, resolution=resolution)
+    D = build_discriminator(ARCH, channels=channels, resolution=resolution)
+    x = G(torch.randn(4, 8))
+    assert x.shape == (4, channels, resolution, resolution)
+    assert D(x).shape == (4,)
+    # one modulated conv per layer, two per block above 4 px, one toRGB per block
+    assert G.num_ws == 3 * int(math.log2(resolution // 4)) + 2
+
+
+def test_stylegan2_conditional_keeps_the_class_in_mixing_latents():
+    condition = {"classes": ["a", "b", "c"], "embed_dim": 4}
+    G = build_generator(ARCH, channels=2, resolution=16, condition=condition)
+    D = build_discriminator(ARCH, channels=2, resolution=16, condition=condition)
+    assert isinstance(G, ConditionalGenerator) and G.base.mixing_keep == 4
+    labels = torch.tensor([0, 1, 2, 0])
+    x = G(torch.randn(4, 8), labels)
+    assert x.shape == (4, 2, 16, 16) and D(x, labels).shape == (4,)
+
+
+def test_demodulation_matches_a_direct_per_sample_convolution():
+    torch.manual_seed(1)
+    conv = ModulatedConv2d(5, 6, 3, w_dim=7)
+    x, w = torch.randn(3, 5, 8, 8), torch.randn(3, 7)
+    out = conv(x, w)
+    for i in range(3):
+        style = conv.affine(w[i : i + 1])[0]  # s = A(w)
+        weight = conv.weight * conv.scale * style[None, :, None, None]  # eq. 1
+        sigma = torch.sqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8)  # eq. 2
+        direct = F.conv2d(x[i : i + 1], weight / sigma[:, None, None, None], padding=1)  # eq. 3
+        torch.testing.assert_close(out[i : i + 1], direct, rtol=1e-5, atol=1e-5)
+    # demodulated weights have unit norm per output channel: unit-variance inputs stay so
+    norms = conv.modulated_weight(w).square().sum(dim=(2, 3, 4))
+    torch.testing.assert_close(norms, torch.ones(3, 6), rtol=1e-5, atol=1e-6)
+
+
+def test_fir_resampling_keeps_constants_and_sizes():
+    f = fir_filter()
+    assert f.shape == (4, 4) and float(f.sum()) == pytest.approx(1.0)
+    x = torch.full((2, 3, 8, 8), 2.5)
+    up, down = upsample2x(x, f), downsample2x(x, f)
+    assert up.shape == (2, 3, 16, 16) and down.shape == (2, 3, 4, 4)
+    torch.testing.assert_close(up[..., 2:-2, 2:-2], torch.full((2, 3, 12, 12), 2.5))
+    torch.testing.assert_close(down[..., 1:-1, 1:-1], torch.full((2, 3, 2, 2), 2.5))
+    # the separable upsampling is the depthwise transposed convolution with the 4x4 filter
+    x = torch.randn(2, 3, 5, 7)
+    torch.testing.assert_close(upsample2x(x), upsample2x(x, f), rtol=1e-5, atol=1e-6)
+
+
+def test_style_mixing_only_in_training_and_noise_fixed_in_eval():
+    torch.manual_seed(2)
+    G = build_generator({**ARCH, "mixing_prob": 1.0}, channels=1, resolution=16)
+    z = torch.randn(6, 8)
+    ws = G.mapped(z)
+    assert not torch.equal(ws[:, 0], ws[:, -1])  # every image mixed from some layer on
+    assert torch.equal(ws[:, 0], G.mapping(z))  # the first layer keeps its own w
+    G.eval()
+    ws = G.mapped(z)
+    assert torch.equal(ws[:, 0], ws[:, -1])
+    assert torch.equal(G(z), G(z))  # const noise: a function of z
+
+
+def _r1_direct(D, real, fake, gamma):
+    real = real.detach().requires_grad_(True)
+    logits = D(real)
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    penalty = grad.square().sum(dim=(1, 2, 3)).mean()
+    loss = F.softplus(-logits).mean() + F.softplus(D(fake)).mean()
+    return loss, penalty
+
+
+def test_lazy_r1_matches_a_direct_autograd_computation():
+    torch.manual_seed(3)
+    D = build_discriminator(ARCH, channels=2, resolution=16)
+    real, fake = torch.randn(4, 2, 16, 16), torch.randn(4, 2, 16, 16)
+    gamma, interval = 0.7, 3
+    loss = build_loss({"name": "stylegan2", "r1_gamma": gamma, "r1_interval": interval})
+    bce, penalty = _r1_direct(D, real, fake, gamma)
+    for step in range(1, 2 * interval + 1):
+        value, stats = loss.d_loss(D, real, fake)
+        expected = bce + (0.5 * gamma * interval * penalty if step % interval == 0 else 0.0)
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stats["r1"], penalty.detach(), rtol=1e-5, atol=1e-7)
+    # the penalty's parameter gradient is that of the direct computation
+    value, _ = build_loss({"name": "stylegan2", "r1_gamma": gamma, "r1_interval": 1}).d_loss(
+        D, real, fake)
+    g1 = torch.autograd.grad(value, list(D.parameters()))
+    g2 = torch.autograd.grad(bce + 0.5 * gamma * penalty, list(D.parameters()))
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_stylegan2_loss_config_errors():
+    with pytest.raises(ValueError, match="r1_interval"):
+        build_loss({"name": "stylegan2", "r1_interval": 0})
+    with pytest.raises(ValueError, match="ada"):
+        build_loss({"name": "stylegan2", "ada": {"bogus": 1}})
+    with pytest.raises(ValueError, match="target"):
+        build_loss({"name": "stylegan2", "ada": {"target": 2.0}})
+    assert build_loss({"name": "stylegan2", "ada": True}).config["ada"]["target"] == 0.6
+
+
+def test_auto_presets_follow_the_ada_paper():
+    values = stylegan2_auto(256, 64)
+    assert values["r1_gamma"] == pytest.approx(0.0002 * 256 * 256 / 64)  # 0.2048
+    # EMA half-life of batch * 10 / 32 thousand images
+    assert values["ema_decay"] ** (64 * 10 / 32 * 1000 / 64) == pytest.approx(0.5)
+    assert values["mbstd_group_size"] == 4 and stylegan2_auto(16, 2)["mbstd_group_size"] == 2
+    arch, loss, schedule = resolve_auto(
+        {**ARCH, "mbstd_group_size": "auto"}, {"name": "stylegan2", "r1_gamma": "auto"},
+        {"batch_size": 32, "ema_decay": "auto"}, resolution=16)
+    assert loss["r1_gamma"] == pytest.approx(0.0016) and arch["mbstd_group_size"] == 4
+    assert 0.99 < schedule["ema_decay"] < 1.0
+    with pytest.raises(ValueError, match="batch_size"):
+        resolve_auto(ARCH, {"r1_gamma": "auto"}, {"batch_sizes": 8}, resolution=16)
