@@ -233,7 +233,8 @@ class DRAGANLoss(GANLoss):
     * ``delplace``: Delplace 2019 eq. 5, the real image mixed with noise alone,
       ``x_hat = a x + (1 - a) x_p`` with ``x_p = c std(x) u`` (``x_p ~ U(0, c sigma_x)``), ``a``
       per image;
-    * ``delplace_code``: the same with ``a`` drawn per pixel, as Delplace's dcgan3 / srresgan1.
+    * ``delplace_code``: the same with ``a`` drawn per pixel, as Delplace's dcgan3.py (his
+      srresgan1.py draws it per image, as ``delplace``).
 
     ``c`` = ``perturb_scale`` (0.5), ``std`` over the batch. ``label_smoothing`` and
     ``smooth_generator`` work as in :class:`GANLoss`.
