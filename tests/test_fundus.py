@@ -241,6 +241,22 @@ def test_prepare_fundus_output(phantoms, checkpoint, tmp_path):
     assert json.loads((out / "dataset.json").read_text())["patch_size"] == 48
 
 
+def test_vessel_threshold_gives_binary_maps(phantoms, checkpoint, tmp_path):
+    """qtim_ROP's prepare_GAN.py: the GAN's vessel maps are the segmentations > 0.4, binary."""
+    prepare_fundus(phantoms, tmp_path / "p", unet_checkpoint=checkpoint, resolution=64, **PREP)
+    info = prepare_fundus(phantoms, tmp_path / "b", unet_checkpoint=checkpoint, resolution=64,
+                          vessel_threshold=0.4, **PREP)
+    prob = (load_prepared(tmp_path / "p").images[:, 3] + 1) / 2
+    binary = load_prepared(tmp_path / "b").images[:, 3]
+    np.testing.assert_array_equal(binary, np.where(prob > 0.4, 1.0, -1.0))
+    np.testing.assert_array_equal(load_prepared(tmp_path / "b").images[:, :3],
+                                  load_prepared(tmp_path / "p").images[:, :3])
+    assert "0.4" in info["vessel_scaling"]
+    with pytest.raises(ValueError, match="vessel_threshold"):
+        prepare_fundus(phantoms, tmp_path / "c", unet_checkpoint=checkpoint, resolution=64,
+                       vessel_threshold=1.5, **PREP)
+
+
 def test_prepare_fundus_laterality_sources(phantoms, checkpoint, tmp_path):
     root = _copy(phantoms, tmp_path)
     table = tmp_path / "eyes.tsv"

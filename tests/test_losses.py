@@ -154,6 +154,43 @@ def test_label_smoothing_formula():
     assert smooth_loss.config == {"name": "gan", "n_critic": 1, "label_smoothing": 0.1}
 
 
+def test_generator_label_smoothing_of_delplace():
+    """Delplace sec. 2.3: "training both networks with D(y) = 0.9": G's target 0.9 too."""
+    D = Linear((1, 4, 4))
+    fake = torch.randn(6, 1, 4, 4)
+    lf = D(fake)
+    for name in ("gan", "dragan"):
+        loss = build_loss({"name": name, "label_smoothing": 0.1, "smooth_generator": True})
+        g, _ = loss.g_loss(D, fake)
+        expected = F.binary_cross_entropy_with_logits(lf, torch.full_like(lf, 0.9))
+        assert abs(g.item() - expected.item()) < 1e-6
+    with pytest.raises(ValueError, match="smooth_generator"):
+        build_loss({"name": "gan", "smooth_generator": "yes"})
+    with pytest.raises(ValueError, match="unknown"):
+        build_loss({"name": "lsgan", "smooth_generator": True})
+
+
+def test_dragan_perturbation_of_delplace_eq5():
+    """Eq. 5: x_m' = a x + (1 - a) x_p, x_p ~ U(0, 0.5 sigma_x) (noise alone); a per image
+    (`delplace`) or per pixel (`delplace_code`, his dcgan3.py); Kodali's x + a (x_p - x)."""
+    torch.manual_seed(0)
+    real = 3.0 + torch.randn(64, 1, 8, 8)  # far from 0: noise alone is far from x
+    bound = 0.5 * real.std().item() + 1e-6
+    for name in ("delplace", "delplace_code"):
+        loss = build_loss({"name": "dragan", "perturbation": name})
+        torch.manual_seed(1)
+        x = loss.perturbed(real)
+        torch.manual_seed(1)
+        noise = 0.5 * real.std() * torch.rand_like(real)
+        alpha = torch.rand_like(real) if name == "delplace_code" else torch.rand(64, 1, 1, 1)
+        torch.testing.assert_close(x, alpha * real + (1 - alpha) * noise)
+        assert (noise >= 0).all() and (noise <= bound).all()
+    kodali = build_loss({"name": "dragan"}).perturbed(real)
+    assert ((kodali - real) >= 0).all() and ((kodali - real) <= bound).all()
+    with pytest.raises(ValueError, match="perturbation"):
+        build_loss({"name": "dragan", "perturbation": "gulrajani"})
+
+
 def test_lsgan_formula():
     D = Linear((1, 4, 4))
     real, fake = torch.randn(6, 1, 4, 4), torch.randn(6, 1, 4, 4)

@@ -71,26 +71,82 @@ def test_rho_matches_naive_projection(channels):
     assert realism_rho(gen, pca) == pytest.approx(expected.mean(), rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("n", "size", "threshold", "max_eig"),
-    [(60, 8, 0.01, 100), (60, 8, 0.05, 20), (250, 16, 0.01, 100)],
-)
-def test_sigma_delta_match_scatter_eigenvalues(n, size, threshold, max_eig):
-    images = anisotropic_noise(n, (2, size, size), seed=3)
-    images[: n // 2] += smooth_family(n // 2, channels=2, size=size)  # some dominant modes
-    out = diversity_sigma_delta(images, threshold=threshold, max_eigenvalues=max_eig)
-    flat = images.reshape(n, -1).astype(np.float64)
+def delplace_cov(images: np.ndarray, threshold: float = 0.01):
+    """Delplace's evaluate_gan.py, directly: np.cov of the rows (images) after subtracting the
+    mean image; sigma = its trace, delta = #{eigenvalues > threshold * sigma} (np.linalg.eigh)."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    cov = np.cov(flat - flat.mean(axis=0))
+    w = np.linalg.eigh(cov)[0][::-1]
+    sigma = float(np.trace(cov))
+    return sigma, int(np.sum(w > threshold * sigma)), w
+
+
+def spectra(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Four kinds of spectrum: decaying (smooth modes), low rank + noise, flat (white noise of
+    4 x 4 times the pixels, so that every eigenvalue is below 1 % of the sum), collapsed."""
+    rng = np.random.default_rng(seed)
+    d = size * size
+    decaying = anisotropic_noise(n, (1, size, size), seed=seed + 3)
+    decaying[: n // 2] += smooth_family(n // 2, size=size, seed=seed)
+    basis = rng.normal(size=(40, d)) / np.sqrt(d) * np.sqrt(4 * d / 40)
+    low_rank = rng.normal(size=(n, 40)) @ basis + rng.normal(size=(n, d)) + 0.5
+    collapsed = smooth_family(3, size=size, seed=seed)[rng.integers(0, 3, size=n)]
+    collapsed = collapsed + 1e-3 * rng.normal(size=collapsed.shape)
+    return {"decaying": decaying, "low_rank": low_rank.reshape(n, 1, size, size),
+            "flat": rng.normal(size=(n, 1, 4 * size, 4 * size)) + 3.0, "collapsed": collapsed}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("kind", ["decaying", "low_rank", "flat", "collapsed"])
+def test_sigma_delta_equal_np_cov_of_the_images(kind, streamed, monkeypatch):
+    """Delplace's sigma and delta (evaluate_gan.py: np.cov over rows = images, so each image is
+    also centred over its pixels and the sum divided by P - 1) equal the direct np.cov /
+    eigh computation to 1e-9, in memory and through the streamed block Krylov count."""
+    images = spectra(300, 16)[kind].astype(np.float32)
+    if streamed:
+        monkeypatch.setattr(delplace, "_DENSE_BYTES", 0)
+        monkeypatch.setattr(delplace, "_BLOCK_BYTES", 8 * 256 * 9)  # 9 rows per block
+    out = diversity_sigma_delta(images)
+    sigma, delta, w = delplace_cov(images)
+    assert out["sigma"] == pytest.approx(sigma, rel=1e-9)
+    assert out["sigma"] == pytest.approx(w.sum(), rel=1e-9)
+    assert out["delta"] == delta
+    assert {"decaying": delta > 3, "low_rank": delta > 32, "flat": delta == 0,
+            "collapsed": delta == 2}[kind]  # the spectra are what they say
+    top = np.asarray(out["eigenvalues_top"])
+    assert len(top) == delta + 1 and np.all(np.diff(top) <= 0)
+    assert np.all((top > 0.01 * sigma) == (w[: delta + 1] > 0.01 * sigma))
+    np.testing.assert_allclose(top, w[: delta + 1], rtol=1e-9 if not streamed else 1e-2)
+    assert out["sigma_per_image"] == pytest.approx(sigma / 300, rel=1e-9)
+    assert out["certificate"] in (("exact",) if not streamed else ("trace", "residual"))
+
+
+@pytest.mark.parametrize(("threshold", "max_eig"), [(0.01, 100), (0.05, 20)])
+def test_scatter_definition_is_the_old_sum_of_squared_distances(threshold, max_eig):
+    images = anisotropic_noise(60, (2, 8, 8), seed=3)
+    images[:30] += smooth_family(30, channels=2, size=8)
+    out = diversity_sigma_delta(images, threshold=threshold, max_eigenvalues=max_eig,
+                                definition="scatter")
+    flat = images.reshape(60, -1).astype(np.float64)
     centred = flat - flat.mean(axis=0)
     scatter_eig = np.linalg.eigvalsh(centred.T @ centred)[::-1]
     sigma = float(np.sum(centred**2))
     assert out["sigma"] == pytest.approx(sigma, rel=1e-10)
-    assert out["sigma"] == pytest.approx(scatter_eig.sum(), rel=1e-8)
     assert out["delta"] == int(np.sum(scatter_eig > threshold * sigma))
-    top = np.asarray(out["eigenvalues_top"])
-    assert np.all(np.diff(top) <= 0)
-    assert len(top) >= min(out["delta"] + 1, n - 1)  # (250 px case: 16 -> 64 computed)
-    np.testing.assert_allclose(top, scatter_eig[: len(top)], rtol=1e-6)
-    assert out["n"] == n and out["sigma_per_image"] == pytest.approx(sigma / n)
+    paper = diversity_sigma_delta(images, threshold=threshold, max_eigenvalues=max_eig)
+    assert paper["sigma"] == pytest.approx(delplace_cov(images, threshold)[0], rel=1e-10)
+    assert out["sigma"] > 100 * paper["sigma"]  # ~P = 128 times larger
+    with pytest.raises(ValueError, match="definition"):
+        diversity_sigma_delta(images, definition="trace")
+
+
+def test_brightness_offsets_are_no_diversity():
+    """np.cov centres each image over its pixels: images that differ only by a constant
+    offset have sigma 0 as the paper computes it (not in the scatter reading)."""
+    base = smooth_family(1, size=8)
+    shifted = (base + np.linspace(-1, 1, 30)[:, None, None, None]).astype(np.float32)
+    assert diversity_sigma_delta(shifted)["sigma"] == pytest.approx(0.0, abs=1e-9)
+    assert diversity_sigma_delta(shifted, definition="scatter")["delta"] == 1
 
 
 def test_mode_collapse_gives_small_delta_and_sigma():
@@ -191,6 +247,7 @@ def test_blockwise_path_matches_in_memory_path(monkeypatch):
     assert diversity_sigma_delta(small)["eigenvalues_top"] == pytest.approx(
         expected["eigenvalues_top"], rel=1e-9
     )
+    assert diversity_sigma_delta(small)["delta"] == delplace_cov(small)[1]
 
 
 def test_streamed_path_equals_dense_float64_with_many_modes(monkeypatch):
@@ -208,14 +265,12 @@ def test_streamed_path_equals_dense_float64_with_many_modes(monkeypatch):
     centred = flat - flat.mean(axis=0)
     w, v = np.linalg.eigh(centred.T @ centred)
     w, v = w[::-1], v[:, ::-1]
-    sigma = float(np.sum(centred**2))
+    sigma, delta, _ = delplace_cov(images)
     monkeypatch.setattr(delplace, "_DENSE_BYTES", 0)
     monkeypatch.setattr(delplace, "_BLOCK_BYTES", 8 * 256 * 9)  # 9 rows per float64 block
     out = diversity_sigma_delta(images)
-    assert out["delta"] == int(np.sum(w > 0.01 * sigma)) > 32
+    assert out["delta"] == delta > 32
     assert out["sigma"] == pytest.approx(sigma, rel=1e-10)
-    top = np.asarray(out["eigenvalues_top"])
-    np.testing.assert_allclose(top, w[: len(top)], rtol=1e-6)
     pca = fit_real_pca(images)
     np.testing.assert_allclose(pca.explained_variance * (n - 1), w[:16], rtol=1e-6)
     u = centred / np.linalg.norm(centred, axis=1, keepdims=True)

@@ -96,6 +96,27 @@ def test_image_statistics_of_collapsed_and_diverse_sets():
 
 
 
+def test_table3_scores_every_row_at_the_same_n(tmp_path, monkeypatch):
+    """Table 3: N = min(n, real images) in every row, the real row a seeded subsample; sigma
+    and delta as evaluate_gan.py (np.cov of the images)."""
+    from medgan.analysis.metrics.controls import structured_images
+    from medgan.studies import delplace2019
+
+    real = structured_images(70, resolution=16, seed=1)
+    fake = structured_images(200, resolution=16, seed=2)
+    monkeypatch.setattr(delplace2019, "_generate", lambda ckpt, n, seed: fake[:n])
+    models, losses = {"DCGAN": "a.pt", "ProGAN": "b.pt"}, {"DCGAN": "dragan", "ProGAN": "wgan_gp"}
+    t = delplace2019.table3(models, losses, real, tmp_path / "t3.tsv", n=50, n_components=8)
+    assert list(t["N"]) == [50, 50, 50] and list(t["paper_N"]) == [11328] * 3
+    flat = fake[:50].reshape(50, -1).astype(np.float64)
+    cov = np.cov(flat - flat.mean(axis=0))
+    assert t["sigma"][1] == pytest.approx(np.trace(cov), rel=1e-9)
+    assert t["delta"][1] == int(np.sum(np.linalg.eigvalsh(cov) > 0.01 * np.trace(cov)))
+    t = delplace2019.table3(models, losses, real, tmp_path / "t3.tsv", n=11328, n_components=8)
+    assert list(t["N"]) == [70, 70, 70]  # fewer real images than n: all rows at 70
+    assert list(pd.read_csv(tmp_path / "t3.tsv", sep="\t")["N"]) == [70, 70, 70]
+
+
 @pytest.mark.workflow
 def test_default_config_plans_delplace2019():
     proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2", "delplace2019"])
@@ -121,9 +142,10 @@ def test_tiny_delplace_tables(tiny_delplace):
     # training set, DCGAN, SRResNet, ProGAN, and the paper's future work (issue 20)
     assert list(t3["model"]) == [*PAPER_TABLE3, "StyleGAN2"]
     assert list(t3["loss"]) == ["-", "DRAGAN", "DRAGAN", "WGAN_GP", "logistic + R1 + ADA"]
-    assert {"N", "rho", "sigma", "sigma_per_image", "delta", "paper_N", "paper_rho",
+    assert {"N", "rho", "sigma", "delta", "paper_N", "paper_rho",
             "paper_sigma", "paper_delta"} <= set(t3.columns)
-    assert list(t3["N"])[1:] == [20, 20, 20, 20]  # analysis.metrics.delplace_n (tiny config)
+    assert "sigma_per_image" not in t3.columns  # equal N: sigma itself compares
+    assert len(set(t3["N"])) == 1 and t3["N"][0] <= 20  # min(delplace_n, real images)
     assert t3["paper_rho"].tolist()[:4] == [v[1] for v in PAPER_TABLE3.values()]
     assert math.isnan(t3["paper_rho"].iloc[4])  # not in the paper
     assert ((t3["rho"] >= 0) & (t3["rho"] <= 1)).all() and (t3["delta"] >= 0).all()

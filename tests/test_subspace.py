@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medgan.analysis.metrics.subspace import CentredRows, top_eigenpairs
+from medgan.analysis.metrics.subspace import CentredRows, count_check, top_eigenpairs
 
 
 def designed(n=300, d=400, seed=0):
@@ -71,3 +71,33 @@ def test_krylov_basis_beyond_the_rank_stays_exact():
     theta, vec, _ = top_eigenpairs(op, 8, tol=1e-9, vectors=True, max_blocks=4)
     np.testing.assert_allclose(theta, eig[:8], rtol=1e-9)
     assert np.abs(vec.T @ vec - vt[:8].T @ vt[:8]).max() < 1e-8
+
+
+def test_count_check_certificates():
+    """The count above tau: trace bound (rigorous), residual brackets, a block too small."""
+    theta = np.array([10.0, 6.0, 1.0, 0.5])
+    res = np.array([0.1, 0.1, 0.1, 0.1])
+    out = count_check(theta, res, 3, 2.0, trace=18.0)  # 18 - 16 = 2 <= tau
+    assert out["count"] == 2 and out["certificate"] == "trace" and out["worst"] == 0.0
+    out = count_check(theta, res, 3, 2.0, trace=40.0)
+    assert out["certificate"] == "residual" and out["worst"] == pytest.approx(0.1 / 1.0)
+    assert count_check(theta, np.array([0.1, 0.1, 1.5, 0.1]), 3, 2.0)["worst"] > 1
+    assert count_check(theta, res, 2, 0.7)["need_more"]
+
+
+def test_count_mode_decides_delta_above_a_flat_floor():
+    """40 strong directions over a white-noise floor: the count needs a block larger than the
+    first, and the floor's Ritz values never converge (they need not)."""
+    rng = np.random.default_rng(3)
+    n, d = 400, 900
+    x = rng.normal(size=(n, 40)) @ (0.5 * rng.normal(size=(40, d))) + rng.normal(size=(n, d))
+    x = x.astype(np.float32)
+    w, _ = naive(x)
+    tau = 0.01 * w.sum()
+    op = CentredRows(x, x.astype(np.float64).mean(axis=0), block_bytes=4 * d * 50)
+    theta, vt, info = top_eigenpairs(op, 32, count_above=tau, trace=w.sum(), tol=0.05)
+    assert info["need_more"] and info["count"] >= 32
+    theta, vt, info = top_eigenpairs(op, 64, count_above=tau, trace=w.sum(), tol=0.05,
+                                     start=vt.T)
+    assert info["decided"] and info["count"] == int(np.sum(w > tau)) > 32
+    assert info["certificate"] == "residual"

@@ -7,7 +7,8 @@ models = p.study["delplace"]["models"]
 table3(
     dict(zip(models, snakemake.input.checkpoints, strict=True)),
     p.losses,
-    training_images(p.data_dir, snakemake.input.split, p.channels),
+    training_images(p.data_dir, snakemake.input.split, p.channels,
+                    part=p.study["delplace"].get("table3_real", "train")),
     snakemake.output[0],
     n=p.metrics["delplace_n"],
     seed=p.metrics["seed"],

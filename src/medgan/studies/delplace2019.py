@@ -127,15 +127,23 @@ def _ratio(a: Any, b: Any) -> float:
     return a / b if b > 0 and math.isfinite(a) else math.nan
 
 
+REAL_PARTS = ("train", "all")
+
+
 def training_images(data_dir: str | os.PathLike, split: str | os.PathLike,
-                    channels: Sequence[str] | None) -> np.ndarray:
-    """The training-split images of a prepared dataset, float32 in memory."""
+                    channels: Sequence[str] | None, *, part: str = "train") -> np.ndarray:
+    """The images of a prepared dataset, float32 in memory: the training split (``part``
+    "train") or every image, training and held-out ("all"; the paper had no held-out set and
+    scored all 11,328 OASIS slices as its "Training dataset")."""
     from medgan.data.prepared import load_prepared
     from medgan.data.split import split_indices
 
+    if part not in REAL_PARTS:
+        raise ValueError(f"part must be one of {REAL_PARTS}, got {part!r}")
     data = load_prepared(data_dir, channels=list(channels) if channels else None)
-    train, _ = split_indices(split, len(data.images))
-    return np.asarray(data.images[train], dtype=np.float32)
+    train, held = split_indices(split, len(data.images))
+    rows = train if part == "train" else np.union1d(train, held)
+    return np.asarray(data.images[rows], dtype=np.float32)
 
 
 def _generate(checkpoint: str | os.PathLike, n: int, seed: int) -> np.ndarray:
@@ -207,21 +215,32 @@ def table3(
     n_components: int = 16,
     threshold: float = 0.01,
 ) -> pd.DataFrame:
-    """Table 3: rho, sigma, delta of the training images and of ``n`` images of each model
-    (``models``: row label -> checkpoint; ``losses``: row label -> loss name), with N, sigma per
-    image (sigma grows with N) and the paper's values beside them; written as TSV."""
+    """Table 3: rho, sigma, delta of the real images and of generated images of each model
+    (``models``: row label -> checkpoint; ``losses``: row label -> loss name), every row at the
+    same N (sigma, the trace of the N x N covariance of the images, grows with N):
+    N = min(``n``, number of real images); the real row is a seeded subsample of N real images
+    when there are more (the PCA of rho is fitted on all of them). Each row states its N beside
+    the paper's values (paper: N = 11,328 in every row); written as TSV."""
+    if len(real) < 2:
+        raise ValueError(f"Table 3 needs at least 2 real images, got {len(real)}")
+    n_rows = min(int(n), len(real))
     pca = fit_real_pca(real, n_components=min(n_components, len(real) - 2))
-    sets = {"Training dataset": ("-", real)}
+    rows_real = real
+    if len(real) > n_rows:
+        pick = np.sort(np.random.default_rng(seed).choice(len(real), n_rows, replace=False))
+        rows_real = real[pick]
+    sets = {"Training dataset": ("-", rows_real)}
     for label, ckpt in models.items():
-        sets[label] = (LOSS_LABELS.get(losses[label], losses[label]), _generate(ckpt, n, seed))
+        sets[label] = (LOSS_LABELS.get(losses[label], losses[label]),
+                       _generate(ckpt, n_rows, seed))
     rows = []
     for label, (loss, images) in sets.items():
         s = image_statistics(images, pca, threshold=threshold)
         paper = PAPER_TABLE3.get(label, ("", math.nan, math.nan, math.nan))
         rows.append({"model": label, "loss": loss, "N": s["n"], "rho": s["rho"],
-                     "sigma": s["sigma"], "sigma_per_image": s["sigma_per_image"],
-                     "delta": s["delta"], "paper_loss": paper[0], "paper_N": PAPER_N,
-                     "paper_rho": paper[1], "paper_sigma": paper[2], "paper_delta": paper[3]})
+                     "sigma": s["sigma"], "delta": s["delta"], "paper_loss": paper[0],
+                     "paper_N": PAPER_N, "paper_rho": paper[1], "paper_sigma": paper[2],
+                     "paper_delta": paper[3]})
     table = pd.DataFrame(rows)
     write_tsv(path, table, float_format="%.4g")
     return table

@@ -68,14 +68,18 @@ class GANLoss:
     D maximises ``log D(x) + log(1 - D(G(z)))``; G maximises ``log D(G(z))``; both as
     binary cross-entropy on logits. ``label_smoothing`` s (optional, default 0) is Salimans'
     one-sided smoothing: D's target for real images is ``1 - s`` (Delplace: s = 0.1, target 0.9),
-    fake targets stay 0 and the generator's target stays 1. ``generator_loss`` (optional)
-    ``"minimax"`` makes G minimise ``log(1 - D(G(z)))`` instead, Goodfellow's saturating form:
-    Kitchen & Seah 2017's eq. 2 and their code (``gloss = -dloss_fake``).
+    fake targets stay 0 and the generator's target stays 1 unless ``smooth_generator`` (optional,
+    default False) is set: then G's target is ``1 - s`` too (Delplace sec. 2.3, "training both
+    networks with D(y) = 0.9", and his code's generator loss).
+    ``generator_loss`` (optional, gan only) ``"minimax"`` makes G minimise
+    ``log(1 - D(G(z)))`` instead, Goodfellow's saturating form: Kitchen & Seah 2017's eq. 2 and
+    their code (``gloss = -dloss_fake``).
     """
 
     name: ClassVar[str] = "gan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1}
     optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0,
+                                          "smooth_generator": False,
                                           "generator_loss": "non_saturating"}
 
     def __init__(self, **cfg: Any):
@@ -101,6 +105,10 @@ class GANLoss:
         if self.config.get("generator_loss", "non_saturating") not in GENERATOR_LOSSES:
             raise ValueError(f"loss generator_loss must be one of {GENERATOR_LOSSES}, "
                              f"got {self.config['generator_loss']!r}")
+        self.smooth_generator = self.config.get("smooth_generator", False)
+        if not isinstance(self.smooth_generator, bool):
+            raise ValueError(f"loss smooth_generator must be true or false, got "
+                             f"{self.smooth_generator!r}")
 
     def rand(self, *shape: int, like: torch.Tensor) -> torch.Tensor:
         """``U[0, 1)`` numbers of ``shape`` (first dimension: the batch) on ``like``'s device and
@@ -128,9 +136,13 @@ class GANLoss:
         return real_term.mean() + F.softplus(fake_logits).mean()
 
     def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        logits = D(fake)
         if self.minimax:  # log(1 - sigmoid(l)) = -softplus(l)
-            return -F.softplus(D(fake)).mean(), {}
-        return F.softplus(-D(fake)).mean(), {}
+            return -F.softplus(logits).mean(), {}
+        if self.smooth_generator and self.label_smoothing:
+            s = self.label_smoothing  # BCE with target 1 - s
+            return ((1.0 - s) * F.softplus(-logits) + s * F.softplus(logits)).mean(), {}
+        return F.softplus(-logits).mean(), {}
 
     def after_d_step(self, D: nn.Module) -> None:
         """Nothing to do after a discriminator step."""
@@ -222,30 +234,49 @@ class WGANGPLoss(WGANLoss):
         """No clipping: the gradient penalty keeps the critic Lipschitz."""
 
 
-class DRAGANLoss(GANLoss):
-    """Kodali et al.'s DRAGAN: the GAN loss plus a gradient penalty around perturbed reals.
+PERTURBATIONS = ("kodali", "delplace", "delplace_code")
 
-    ``x_p = x + perturb_scale * std(x) * u``, ``u ~ U[0, 1)`` per pixel, ``std`` over the batch;
-    the penalty ``gp_lambda * E[(||grad D(x_hat)||_2 - 1)^2]`` is taken at
-    ``x_hat = x + a (x_p - x)``, ``a ~ U[0, 1)`` per image, as in Kodali's reference code.
-    ``label_smoothing`` works as in :class:`GANLoss`.
+
+class DRAGANLoss(GANLoss):
+    """DRAGAN: the GAN loss plus a gradient penalty ``gp_lambda * E[(||grad D(x_hat)||_2 - 1)^2]``
+    at points ``x_hat`` around the real images, chosen by ``perturbation`` (optional):
+
+    * ``kodali`` (default): Kodali et al.'s reference code, ``x_p = x + c std(x) u`` and
+      ``x_hat = x + a (x_p - x)``, ``u ~ U[0, 1)`` per pixel, ``a ~ U[0, 1)`` per image;
+    * ``delplace``: Delplace 2019 eq. 5, the real image mixed with noise alone,
+      ``x_hat = a x + (1 - a) x_p`` with ``x_p = c std(x) u`` (``x_p ~ U(0, c sigma_x)``), ``a``
+      per image;
+    * ``delplace_code``: the same with ``a`` drawn per pixel, as Delplace's dcgan3.py (his
+      srresgan1.py draws it per image, as ``delplace``).
+
+    ``c`` = ``perturb_scale`` (0.5), ``std`` over the batch. ``label_smoothing`` and
+    ``smooth_generator`` work as in :class:`GANLoss`.
     """
 
     name: ClassVar[str] = "dragan"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1, "gp_lambda": 10.0, "perturb_scale": 0.5}
-    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "label_smoothing": 0.0,
+                                          "smooth_generator": False, "perturbation": "kodali"}
 
     def __init__(self, **cfg: Any):
         super().__init__(**cfg)
         self.gp_lambda = _number(self.config, "gp_lambda", self.name, low=0.0)
         self.perturb_scale = _number(self.config, "perturb_scale", self.name, low=0.0)
+        self.perturbation = self.config.get("perturbation", "kodali")
+        if self.perturbation not in PERTURBATIONS:
+            raise ValueError(f"dragan perturbation must be one of {PERTURBATIONS}, got "
+                             f"{self.perturbation!r}")
 
     def perturbed(self, real: torch.Tensor) -> torch.Tensor:
         """Points around ``real`` where the penalty is taken."""
-        noise = self.rand(*real.shape, like=real)
-        x_p = real + self.perturb_scale * self.batch_std(real) * noise
-        alpha = self.rand(real.shape[0], *[1] * (real.dim() - 1), like=real)
-        return real + alpha * (x_p - real)
+        noise = self.perturb_scale * self.batch_std(real) * self.rand(*real.shape, like=real)
+        if self.perturbation == "delplace_code":
+            alpha = self.rand(*real.shape, like=real)
+        else:
+            alpha = self.rand(real.shape[0], *[1] * (real.dim() - 1), like=real)
+        if self.perturbation == "kodali":
+            return real + alpha * noise  # x + a (x_p - x), x_p = x + noise
+        return alpha * real + (1.0 - alpha) * noise
 
     def d_loss(self, D: nn.Module, real: torch.Tensor,
                fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:

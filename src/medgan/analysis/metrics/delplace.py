@@ -29,6 +29,7 @@ the paper's size and compares it with the naive SVD.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ from scipy.sparse.linalg import LinearOperator, svds
 
 from medgan.analysis.metrics.subspace import CentredRows, top_eigenpairs
 
+log = logging.getLogger(__name__)
+
 _BLOCK_BYTES = 32 * 2**20  # float64 block of rows processed at once
 _DENSE_BYTES = 512 * 2**20  # below this the centred float64 matrix is kept in memory
 _SVD_SEED = 0  # ARPACK's / the Krylov iteration's start: fixed, so results are deterministic
@@ -45,6 +48,8 @@ _FIRST_EIGENVALUES = 16  # diversity: eigenvalues computed first (more only if a
 _OVERSAMPLE = 16  # Krylov iteration: block = wanted + this many vectors
 _VALUE_TOL = 1e-7  # Krylov iteration: relative eigenvalue error (r^2 / gap) for delta
 _VECTOR_TOL = 1e-9  # ... angle of the PCA's eigenvectors (r / gap): rho_g moves by <= this
+_COUNT_TOL = 0.05  # delta, streamed: residual r_i <= this x |theta_i - threshold|
+_COUNT_PASSES = 60  # ... at most this many passes over the images per block size
 
 
 def check_images(images: Any, name: str = "images", *, min_images: int = 1) -> np.ndarray:
@@ -75,15 +80,18 @@ def _row_blocks(n: int, d: int):
 
 
 class _CentredMatrix(LinearOperator):
-    """The (N, D) matrix X - 1 mean^T in float64, applied block by block (never an N x N)."""
+    """The (N, D) matrix X - r 1^T - 1 mean^T in float64, applied block by block (never an
+    N x N); ``offsets`` r (N,), or None for X - 1 mean^T (see :class:`CentredRows`)."""
 
-    def __init__(self, flat: np.ndarray, mean: np.ndarray):
+    def __init__(self, flat: np.ndarray, mean: np.ndarray, offsets: np.ndarray | None = None):
         n, d = flat.shape
-        self.flat, self.mean = flat, mean
+        self.flat, self.mean, self.offsets = flat, mean, offsets
         self._dense = None
         if n * d * 8 <= _DENSE_BYTES:
             self._dense = flat.astype(np.float64)
             self._dense -= mean
+            if offsets is not None:
+                self._dense -= offsets[:, None]
         self._buffer: np.ndarray | None = None
         super().__init__(dtype=np.dtype(np.float64), shape=(n, d))
 
@@ -97,6 +105,8 @@ class _CentredMatrix(LinearOperator):
         for sl in _row_blocks(*self.shape):
             block = self._buffer[: sl.stop - sl.start]
             np.subtract(self.flat[sl], self.mean, out=block)
+            if self.offsets is not None:
+                block -= self.offsets[sl, None]
             yield sl, block
 
     def squared_frobenius(self) -> float:
@@ -128,6 +138,14 @@ def _flat_mean(flat: np.ndarray) -> np.ndarray:
     return total / flat.shape[0]
 
 
+def _doubly_centred(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, offsets) of J_N X J_P = X - r 1^T - 1 m^T: r_i the pixel mean of image i, m the
+    mean image of X - r 1^T (centring the pixels and the images commute)."""
+    offsets = np.concatenate([flat[sl].mean(axis=1, dtype=np.float64)
+                              for sl in _row_blocks(*flat.shape)])
+    return _flat_mean(flat) - offsets.mean(), offsets
+
+
 def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool, start=None):
     """The k largest singular values (descending) and right singular vectors (or None).
 
@@ -144,7 +162,8 @@ def _top_singular(op: _CentredMatrix, k: int, *, vectors: bool, start=None):
         x = np.concatenate([b.copy() for _, b in op.blocks()])  # blocks share one buffer
         return np.linalg.svd(x, compute_uv=False)[:k], None
     if op._dense is None and k + _OVERSAMPLE <= min(n, d):
-        rows = CentredRows(op.flat, op.mean, block_bytes=8 * _BLOCK_BYTES)
+        rows = CentredRows(op.flat, op.mean, block_bytes=8 * _BLOCK_BYTES,
+                           row_offsets=op.offsets)
         theta, vt, _ = top_eigenpairs(rows, k, oversample=_OVERSAMPLE, seed=_SVD_SEED,
                                       tol=_VECTOR_TOL if vectors else _VALUE_TOL,
                                       vectors=vectors,
@@ -299,32 +318,64 @@ def realism_rho_interval(images: np.ndarray, pca: RealPCA, *, level: float = 0.9
     return {"rho": float(per_image.mean()), "rho_lo": lo, "rho_hi": hi}
 
 
+DEFINITIONS = ("paper", "scatter")
+
+
+def _streamed_count(op: _CentredMatrix, k: int, cap: int, tau: float, total: float):
+    """Eigenvalues of A^T A above tau by the streamed block Krylov solver in count mode
+    (:func:`medgan.analysis.metrics.subspace.top_eigenpairs`), growing the block (x 2, from
+    the Ritz vectors found) while the count fills it. Returns (Ritz values, info)."""
+    rows = CentredRows(op.flat, op.mean, block_bytes=8 * _BLOCK_BYTES, row_offsets=op.offsets)
+    start = None
+    while True:
+        oversample = min(_OVERSAMPLE, min(op.shape) - k)
+        theta, vt, info = top_eigenpairs(rows, k, oversample=oversample, seed=_SVD_SEED,
+                                         tol=_COUNT_TOL, max_iter=_COUNT_PASSES, trace=total,
+                                         count_above=tau, start=start)
+        if not info["need_more"] or k >= cap:
+            return theta, info
+        k, start = min(cap, 2 * k), vt.T
+
+
 def diversity_sigma_delta(
-    images: np.ndarray, *, threshold: float = 0.01, max_eigenvalues: int = 100
+    images: np.ndarray, *, threshold: float = 0.01, max_eigenvalues: int = 100,
+    definition: str = "paper",
 ) -> dict[str, Any]:
     """Delplace 2019 sec. 3.2 diversity: total variation sigma and eigenvalue count delta.
 
-    sigma = sum_g ||g - mean||^2 = trace of the unnormalised scatter matrix
-    S = (X - mean)^T (X - mean) of the flattened images (exact, from the Frobenius norm). It
-    grows with N, so ``n`` and ``sigma_per_image`` = sigma / n are returned as well.
-    delta = #{eigenvalues of S > threshold * sigma}.
+    ``definition="paper"`` (default), as Delplace's ``evaluate_gan.py`` computes Table 3: the
+    images are flattened (N, P), the set's mean image is subtracted, and C = ``np.cov`` of the
+    rows, the N x N covariance *between images*: np.cov also centres each image over its own P
+    pixels and divides by P - 1. With A = J_N X J_P that doubly centred matrix,
+    C = A A^T / (P - 1) and sigma = trace C = ||A||_F^2 / (P - 1) (exact, one float64 pass);
+    delta = #{eigenvalues of C > threshold * sigma} (the paper: "the number of covariance
+    matrix eigenvalues which are greater than 1% of sigma"; the code counts the leading run of
+    np.linalg.eig's unordered output, the same when eig returns them in descending order).
+    ``definition="scatter"``: medgan's former reading, sigma = sum_g ||g - mean||^2 (no pixel
+    centring, no 1 / (P - 1); about P times the paper's) and delta of that scatter matrix.
+    Both grow with N, so ``n`` and ``sigma_per_image`` = sigma / n are returned as well.
 
-    Exactness of delta: the eigenvalues are >= 0 and sum to sigma, so fewer than
-    1 / threshold of them can exceed threshold * sigma. The largest
-    min(max_eigenvalues, N - 1, D) eigenvalues (squared singular values of the centred matrix,
-    by truncated SVD) therefore contain all of them when max_eigenvalues >= floor(1/threshold);
-    a smaller ``max_eigenvalues`` raises. To save time the top 16 (32 when streamed: a rerun
-    there costs a whole solve) are computed first, and more (x 4 with ARPACK, x 2 streamed, up
-    to that cap) only while the smallest computed one still exceeds the threshold; once the
-    k-th largest is below it, the count is exact.
-    Fewer than 2 images or constant images give sigma = 0, delta = 0. Returns sigma, delta, n,
-    sigma_per_image, threshold, ``eigenvalues_top`` (the computed largest eigenvalues of S,
-    descending: at least min(16, N - 1, D) of them, and at least delta + 1 where that many
-    exist) and ``eigenvalue_ratios_top`` (those / sigma).
+    Exactness of delta: the eigenvalues are >= 0 and sum to sigma, so fewer than 1 / threshold
+    exceed threshold * sigma; only the top min(max_eigenvalues, N - 1, P) can (a smaller
+    ``max_eigenvalues`` than floor(1 / threshold) raises). In memory (<= 512 MB) they are exact
+    (ARPACK or a dense SVD, growing x 4 while the smallest computed one exceeds the threshold).
+    Streamed (Table 3's 11,328 images of 256 px), block Krylov stops as soon as the *count* is
+    decided (:func:`medgan.analysis.metrics.subspace.count_check`: rigorously by the trace
+    bound, or when every Ritz value's residual interval lies on one side of the threshold),
+    without converging eigenvalues that are far from it (a noise floor). Fewer than 2 images
+    or constant images give sigma = 0, delta = 0. Returns sigma, delta, n, sigma_per_image,
+    threshold, definition, ``eigenvalues_top`` (the largest delta + 1 eigenvalues of C,
+    descending, where that many exist; streamed: Ritz values, each within its residual of an
+    eigenvalue and on the same side of the threshold), ``eigenvalue_ratios_top`` (those /
+    sigma) and ``certificate`` (``exact``, ``trace``, ``residual`` or ``undecided``: the
+    streamed solver ran out of passes, e.g. an eigenvalue within rounding of the threshold, and
+    delta counts the Ritz values above it).
     """
     arr = check_images(images, "images")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
     needed = math.floor(1.0 / threshold + 1e-9)
     if max_eigenvalues < needed:
         raise ValueError(
@@ -332,24 +383,36 @@ def diversity_sigma_delta(
         )
     n, d = arr.shape[0], int(np.prod(arr.shape[1:]))
     flat = arr.reshape(n, d)
-    op = _CentredMatrix(flat, _flat_mean(flat))
-    sigma = op.squared_frobenius()
-    result: dict[str, Any] = {"n": n, "threshold": float(threshold)}
+    paper = definition == "paper"
+    if paper:
+        op = _CentredMatrix(flat, *_doubly_centred(flat))
+    else:
+        op = _CentredMatrix(flat, _flat_mean(flat))
+    scale = 1.0 / (d - 1) if paper and d > 1 else 1.0
+    total = max(op.squared_frobenius(), 0.0) if (d > 1 or not paper) else 0.0
+    tau = threshold * total
     cap = min(max_eigenvalues, n - 1, d)
-    eig = np.zeros(0)
-    sigma = max(sigma, 0.0)
+    eig, certificate = np.zeros(0), "exact"
     streamed = op._dense is None and min(n, d) > 2 * _FIRST_EIGENVALUES + _OVERSAMPLE
-    k = min(cap, (2 if streamed else 1) * _FIRST_EIGENVALUES)  # a restart costs a full solve
-    vt = None
-    while sigma > 0 and k >= 1:
-        s, vt = _top_singular(op, k, vectors=False, start=vt)
-        eig = s**2
-        if k >= cap or eig[-1] <= threshold * sigma:
+    if total > 0 and streamed:
+        eig, info = _streamed_count(op, min(cap, 2 * _FIRST_EIGENVALUES), cap, tau, total)
+        certificate = info["certificate"] if info["decided"] else "undecided"
+        if not info["decided"]:
+            log.warning("delta: the count above the threshold is not decided (%s); delta "
+                        "counts the Ritz values above it", info)
+    k = min(cap, _FIRST_EIGENVALUES)
+    while total > 0 and not streamed and k >= 1:
+        eig = _top_singular(op, k, vectors=False)[0] ** 2
+        if k >= cap or eig[-1] <= tau:
             break  # the k-th largest is already below the threshold: delta is exact
-        k = min(cap, (2 if vt is not None else 4) * k)
-    result["sigma"] = float(sigma)
-    result["sigma_per_image"] = float(sigma / n)
-    result["delta"] = int(np.sum(eig > threshold * sigma)) if sigma > 0 else 0
-    result["eigenvalues_top"] = eig.tolist()
-    result["eigenvalue_ratios_top"] = (eig / sigma if sigma > 0 else eig).tolist()
-    return result
+        k = min(cap, 4 * k)
+    delta = int(np.sum(eig > tau)) if total > 0 else 0
+    top = eig[: delta + 1] * scale
+    sigma = total * scale
+    return {
+        "n": n, "threshold": float(threshold), "definition": definition,
+        "sigma": float(sigma), "sigma_per_image": float(sigma / n), "delta": delta,
+        "eigenvalues_top": top.tolist(),
+        "eigenvalue_ratios_top": (top / sigma if sigma > 0 else top).tolist(),
+        "certificate": certificate if total > 0 else "exact",
+    }

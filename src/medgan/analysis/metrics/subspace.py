@@ -49,13 +49,21 @@ log = logging.getLogger(__name__)
 
 _MAX_RESIDUAL = 1e-3  # eigenvalues: r_i / theta_i must also be below this (gap estimate valid)
 _ABS_FLOOR = 1e-12  # residuals below this x theta_1 count as converged (rank-deficient data)
+_MIN_COUNT_PASSES = 4  # count mode: Krylov degree >= 3 before a count is accepted
 
 
 class CentredRows:
-    """A = X - 1 m^T for flattened images X (N, D) and mean m (D,), applied block by block."""
+    """A = X - r 1^T - 1 m^T for flattened images X (N, D), applied block by block.
 
-    def __init__(self, flat: np.ndarray, mean: np.ndarray, *, block_bytes: int):
+    ``mean`` m (D,): the mean image (of X - r 1^T when offsets are given). ``row_offsets`` r
+    (N,): one number per image subtracted from all its pixels (its own pixel mean, for
+    Delplace's doubly centred covariance); None: no offsets (A = X - 1 m^T).
+    """
+
+    def __init__(self, flat: np.ndarray, mean: np.ndarray, *, block_bytes: int,
+                 row_offsets: np.ndarray | None = None):
         self.flat, self.mean = flat, np.asarray(mean, dtype=np.float64)
+        self.offsets = None if row_offsets is None else np.asarray(row_offsets, np.float64)
         self.shape = flat.shape
         self.rows = max(1, int(block_bytes) // (4 * max(1, flat.shape[1])))
         self._buffer: np.ndarray | None = None
@@ -77,14 +85,20 @@ class CentredRows:
         """M v = A^T A v (D, b) in float64; products in ``dtype``, accumulated in float64."""
         vv = np.asarray(v, dtype=dtype)
         mv = (self.mean @ v).astype(dtype)
+        vsum = np.asarray(v, dtype=np.float64).sum(axis=0)
         out = np.zeros_like(v, dtype=np.float64)
         col_sums = np.zeros(v.shape[1])
-        for _, block in self._blocks(dtype):
+        offset_sums = np.zeros(v.shape[1])
+        for sl, block in self._blocks(dtype):
             u = block @ vv
             u -= mv
+            if self.offsets is not None:
+                u -= np.outer(self.offsets[sl], vsum).astype(dtype)
+                offset_sums += self.offsets[sl] @ u
             out += (u.T @ block).T  # 2-3x faster than block.T @ u in OpenBLAS
             col_sums += u.sum(axis=0, dtype=np.float64)
         out -= np.outer(self.mean, col_sums)
+        out -= offset_sums  # the offsets' 1 r^T u, the same in every pixel
         return out
 
 
@@ -101,6 +115,44 @@ def _worst_error(theta: np.ndarray, res: np.ndarray, k: int, *, vectors: bool) -
     scale = np.clip(theta[:k], 0.0, None) + floor
     kato_temple = np.where(r <= _MAX_RESIDUAL * scale, r * r / gap, np.inf)
     return float(np.max(np.minimum(r, kato_temple) / scale))
+
+
+def count_check(theta: np.ndarray, res: np.ndarray, k: int, tau: float,
+                trace: float | None = None) -> dict[str, Any]:
+    """Is the number of eigenvalues of M above ``tau`` decided by these Ritz pairs?
+
+    ``theta`` (descending) and ``res``: Ritz values and residual norms from an orthonormal
+    basis; ``k``: how many of them are wanted (the block minus the oversampling); ``trace``:
+    trace(M), if known exactly. Returns ``count`` = #{theta_i > tau}, ``worst`` (decided when
+    < 1), ``need_more`` (count >= k: a larger block is needed) and ``certificate``:
+
+    * ``trace``: rigorous. Cauchy interlacing gives lambda_i >= theta_i, so lambda_1..lambda_count
+      exceed tau; and since M is positive semi-definite, lambda_(count+1) <= sum_(j > count)
+      lambda_j <= trace(M) - sum_(i <= count) theta_i; when that is <= tau the count is exact.
+    * ``residual``: every Ritz value above tau has a residual interval [theta_i - r_i,
+      theta_i + r_i] (each holds an eigenvalue of M, Weyl) entirely above tau, and the first
+      Ritz value below tau one entirely below it (worst = the largest r_i / |theta_i - tau|).
+      This alone does not exclude an eigenvalue above tau that the basis has not found yet
+      (a random subspace has small Ritz values with residuals that bracket the noise floor),
+      so the caller also asks for a small ``tol`` (r_i <= 5 % of |theta_i - tau|) after at
+      least 4 passes (Krylov polynomials of degree >= 3 of a Gaussian start block, which
+      amplify every eigenvector above tau by (lambda / floor)^3 over the floor); missing one
+      then needs a start block nearly orthogonal to it (probability ~0). Not a deterministic
+      proof: that needs the N x N Gram matrix (its inertia), 4.2e12 multiply-adds at
+      Table 3's size (benchmarks/delplace_bench.py).
+    """
+    floor = _ABS_FLOOR * max(float(theta[0]), 0.0) + 1e-300
+    r = np.where(res <= floor, 0.0, res)
+    count = int(np.sum(theta > tau))
+    out = {"count": count, "need_more": count >= k, "certificate": None, "worst": np.inf}
+    if out["need_more"]:
+        return out
+    if trace is not None and trace - float(np.sum(theta[:count])) <= tau:
+        return {**out, "worst": 0.0, "certificate": "trace"}
+    dist = np.abs(theta[: count + 1] - tau)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(r[: count + 1] == 0, 0.0, r[: count + 1] / dist)
+    return {**out, "worst": float(np.max(ratios)), "certificate": "residual"}
 
 
 def _orthonormal(w: np.ndarray) -> np.ndarray:
@@ -126,8 +178,10 @@ class _Krylov:
     The basis Q, its image M Q and H = Q^T M Q live in preallocated arrays (one gemm per
     block against the whole basis, not one per block pair)."""
 
-    def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int):
+    def __init__(self, op: CentredRows, k: int, b: int, *, vectors: bool, max_blocks: int,
+                 count: tuple[float, float | None] | None = None):
         self.op, self.k, self.b, self.vectors, self.max_blocks = op, k, b, vectors, max_blocks
+        self.count, self.decision = count, None
         width = max_blocks * b  # stored transposed (rows = vectors): contiguous slices
         self.qt = np.empty((width, op.shape[1]))
         self.mqt = np.empty((width, op.shape[1]))
@@ -155,7 +209,7 @@ class _Krylov:
             w = _orthonormal(w.T).T
         self.qt[m : m + self.b] = w
 
-    def run(self, v: np.ndarray, dtype, passes: int, tol: float):
+    def run(self, v: np.ndarray, dtype, passes: int, tol: float, min_passes: int = 1):
         """Up to ``passes`` products; stops when the check passes (or, in float32, stalls).
         Returns (theta, Y, worst error, passes used)."""
         b, history, m, used = self.b, [], 0, 0
@@ -169,10 +223,16 @@ class _Krylov:
             self.h[new, :m] = self.h[:m, new].T
             theta, y, my = self._ritz(m)
             res = np.linalg.norm(my - y * theta, axis=0)
-            worst = _worst_error(theta, res, self.k, vectors=self.vectors)
+            if self.count is not None:
+                self.decision = count_check(theta, res, self.k, *self.count)
+                worst = self.decision["worst"]
+                if self.decision["need_more"]:
+                    break
+            else:
+                worst = _worst_error(theta, res, self.k, vectors=self.vectors)
             stalled = len(history) >= 3 and worst > 0.9 * min(history[-3:])  # float32 floor
             history.append(worst)
-            if worst <= tol or (dtype is np.float32 and stalled):
+            if used >= min_passes and (worst <= tol or (dtype is np.float32 and stalled)):
                 break
             if m >= self.max_blocks * b and self.max_blocks == 1:  # plain subspace iteration
                 self.qt[:b], m = _orthonormal(my).T, 0
@@ -195,6 +255,8 @@ def top_eigenpairs(
     seed: int = 0,
     start: np.ndarray | None = None,
     max_blocks: int = 12,
+    count_above: float | None = None,
+    trace: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The k largest eigenvalues of M = A^T A (descending) and eigenvectors (k, D).
 
@@ -207,6 +269,15 @@ def top_eigenpairs(
     images) in float32 and float64, the block size and the largest error estimate of the wanted
     pairs. RuntimeError if ``max_iter`` passes do not pass the check. Needs k + oversample <=
     min(N, D) (callers use a dense SVD below that).
+
+    ``count_above`` tau: instead, stop as soon as the number of eigenvalues above tau is
+    decided (:func:`count_check`, ``tol`` then bounds its worst ratio, < 1; ``trace`` =
+    trace(M) enables its rigorous certificate), without converging the other Ritz values
+    (a flat noise floor below tau, say, need not converge at all). The info then also has
+    ``count``, ``certificate``, ``decided`` and ``need_more`` (True when the count reached k:
+    call again with a larger k, starting from the vectors returned); no RuntimeError, an
+    undecided count (``max_iter`` spent, e.g. an eigenvalue within rounding of tau) is
+    returned with ``decided`` False.
     """
     n, d = op.shape
     b = k + oversample
@@ -217,15 +288,29 @@ def top_eigenpairs(
     if start is not None:
         v[:, : start.shape[1]] = start
     v, _ = np.linalg.qr(v)
-    krylov = _Krylov(op, k, b, vectors=vectors, max_blocks=max(1, min(max_blocks, min(n, d) // b)))
+    counting = None if count_above is None else (float(count_above), trace)
+    krylov = _Krylov(op, k, b, vectors=vectors, max_blocks=max(1, min(max_blocks, min(n, d) // b)),
+                     count=counting)
     counts, left, worst = {"float32": 0, "float64": 0}, max_iter, np.inf
     for dtype in (np.float32, np.float64):
         if left <= 0:
             break
-        theta, y, worst, used = krylov.run(v, dtype, left, tol)
+        first = counting is not None and dtype is np.float32
+        theta, y, worst, used = krylov.run(v, dtype, left, tol,
+                                           min_passes=_MIN_COUNT_PASSES if first else 1)
         counts[np.dtype(dtype).name] += used
         left -= used
         v = _orthonormal(y)
+        if counting is not None and krylov.decision["need_more"]:
+            break
+    if counting is not None:
+        dec = krylov.decision
+        info = {"iterations_float32": counts["float32"], "iterations_float64": counts["float64"],
+                "error_estimate": worst, "block": b, "count": dec["count"],
+                "need_more": dec["need_more"], "certificate": dec["certificate"],
+                "decided": bool(counts["float64"] and not dec["need_more"] and worst <= tol)}
+        log.info("eigenvalues above %.4g: %s", count_above, info)
+        return np.clip(theta, 0.0, None), y.T.copy(), info
     if counts["float64"] and worst <= tol:
         info = {"iterations_float32": counts["float32"],
                 "iterations_float64": counts["float64"], "error_estimate": worst, "block": b}

@@ -39,6 +39,7 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                    aspect: str = "stretch", gamma: float = DEFAULT_GAMMA,
                    clahe_clip: float = DEFAULT_CLAHE_CLIP, clahe_kernel: int | None = None,
                    overlap: int = 8, laterality_table: str | os.PathLike | None = None,
+                   vessel_threshold: float | None = None,
                    provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the prepared fundus dataset: (N, 4, R, R) float32 R, G, B, vessels in [-1, 1].
 
@@ -47,7 +48,9 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     ``clahe_clip``, ``clahe_kernel``), segment the vessels with the U-net of
     ``unet_checkpoint`` on 48x48 patches overlapping by ``overlap`` px, locate the optic disc.
     RGB is ``2 x - 1`` of the [0, 1] photo (black, -1, outside the field of view), the vessel
-    channel ``2 p - 1`` of the U-net's probability p. The preprocessing settings must be those
+    channel ``2 p - 1`` of the U-net's probability p, or with ``vessel_threshold`` t a binary
+    map, 1 where p > t and -1 elsewhere (Beers' group's qtim_ROP prepare_GAN.py: vessel masks
+    thresholded at 0.4 for the GAN). The preprocessing settings must be those
     the U-net was trained with (else InputError naming the checkpoint).
 
     meta.tsv, one row per photo: ``image`` (id), ``source`` (file), ``laterality`` and
@@ -66,6 +69,9 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
     resolution = int(resolution)
+    if vessel_threshold is not None and not (
+            isinstance(vessel_threshold, numbers.Real) and 0 < vessel_threshold < 1):
+        raise ValueError(f"vessel_threshold must be null or in (0, 1), got {vessel_threshold!r}")
     model, ckpt = load_vessel_unet(unet_checkpoint)
     settings = {"gamma": float(gamma), "clahe_clip": float(clahe_clip),
                 "clahe_kernel": clahe_kernel}
@@ -83,7 +89,10 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         "source": str(root),
         "n_subjects": len(records),
         "rgb_scaling": "2 * x - 1 of the photo in [0, 1]; -1 outside the field of view",
-        "vessel_scaling": "2 * p - 1 of the U-net's vessel probability p",
+        "vessel_scaling": ("2 * p - 1 of the U-net's vessel probability p"
+                           if vessel_threshold is None else
+                           f"1 where the U-net's vessel probability p > {vessel_threshold}, "
+                           "else -1"),
         "aspect": aspect,
         "grayscale": "luminance 0.299 R + 0.587 G + 0.114 B",
         "gamma": float(gamma), "gamma_convention": "out = in ** (1 / gamma)",
@@ -112,7 +121,9 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
             auc = ""
             if sample.vessels is not None and 0 < sample.vessels[sample.fov].mean() < 1:
                 auc = round(vessel_auc(prob, sample.vessels, sample.fov), 5)
-            stack = np.concatenate([sample.image.transpose(2, 0, 1), prob[None]], axis=0)
+            vessels = prob if vessel_threshold is None else (prob > vessel_threshold)
+            stack = np.concatenate([sample.image.transpose(2, 0, 1),
+                                    vessels[None].astype(np.float64)], axis=0)
             writer.append((2.0 * stack - 1.0)[None].astype(np.float32), [{
                 "image": record.image_id, "source": str(record.image),
                 "laterality": record.laterality or disc.side, "laterality_source": source,
