@@ -281,7 +281,7 @@ def _case_brain_mask(case: BratsCase, volumes: dict[str, np.ndarray],
     if mask is not None:
         mask_file = case.mask
     else:
-        mask = np.zeros(volumes[sequences[0]].shape, dtype=bool)
+        mask = np.zeros_like(volumes[sequences[0]], dtype=bool)  # the volumes' layout
         for s in sequences:
             try:
                 mask |= brain_mask([volumes[s]])
