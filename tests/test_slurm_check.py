@@ -1,12 +1,12 @@
-"""The SLURM preflight (medgan.slurm_check) on recorded command output; test_slurm.py runs it
-against the real cluster."""
+"""The SLURM preflight (medgan.cluster.slurm_check) on recorded command output; test_slurm.py
+runs it against the real cluster."""
 
 from pathlib import Path
 
 import pytest
 import yte
 
-from medgan.slurm_check import (
+from medgan.cluster.slurm_check import (
     Request,
     check_requests,
     check_status_command,

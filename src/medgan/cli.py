@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _slurm_check(args: argparse.Namespace) -> int:
-    from medgan.slurm_check import slurm_check
+    from medgan.cluster.slurm_check import slurm_check
 
     extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
     requests, problems = slurm_check(args.workflow_profile, extra, snakemake=args.snakemake,

@@ -12,3 +12,6 @@ class InputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
+
+    def __reduce__(self):  # pickles (a worker process's error reaches the parent intact)
+        return type(self), (self.path, self.problem)

@@ -38,9 +38,10 @@ rule prepare_dataset:
         "logs/data/{dataset}.benchmark.tsv"
     conda:
         MEDGAN_ENV
-    threads: 1
+    # one worker process per thread, each holding one subject (~400 MB at 240x240x155)
+    threads: 8
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc, threads: 2000 + 500 * threads,
         runtime=60,
     params:
         dataset=lambda wc: DATASETS[wc.dataset],

@@ -10,4 +10,5 @@ prepare_dataset(
     dataset=snakemake.params.dataset,
     name=snakemake.wildcards.dataset,
     segmenter=snakemake.input.get("segmenter"),
+    workers=snakemake.threads,
 )

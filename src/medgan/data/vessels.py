@@ -12,7 +12,7 @@
   of view: unlike the AUC, which only ranks pixels, it sees a map that is a bright blob with
   the vessels inside it (issue 16: AUC 0.92 but Dice 0.52 for an under-trained U-net);
 * :func:`save_vessel_unet` / :func:`load_vessel_unet`: a plain-dict checkpoint
-  (:mod:`medgan.training.checkpoint`) with the U-net config, patch size and preprocessing settings;
+  (:mod:`medgan.checkpoint_file`) with the U-net config, patch size and preprocessing settings;
 * :func:`train_vessel_segmenter` (the workflow's entry point: train on the labelled photos
   minus a held-out share, write the held-out AUC), :func:`train_vessel_unet_on_folder` (train
   on every labelled photo) and :func:`crossval_vessel_auc` (per-image AUC of k-fold
@@ -270,7 +270,7 @@ def save_vessel_unet(path: str | os.PathLike, model: nn.Module, *,
                      training: dict[str, Any] | None = None) -> None:
     """Write the U-net as a plain-dict checkpoint (weights, config, patch size, preprocessing)."""
     from medgan import __version__
-    from medgan.training.checkpoint import save_checkpoint
+    from medgan.checkpoint_file import save_checkpoint
 
     save_checkpoint(path, {
         "kind": CHECKPOINT_KIND,
@@ -287,7 +287,7 @@ def save_vessel_unet(path: str | os.PathLike, model: nn.Module, *,
 def load_vessel_unet(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, checkpoint dict)``; InputError naming ``path`` if it is no
     vessel U-net checkpoint."""
-    from medgan.training.checkpoint import load_checkpoint
+    from medgan.checkpoint_file import load_checkpoint
 
     ckpt = load_checkpoint(path, required=("kind", "model", "config", "patch_size",
                                            "preprocessing"))

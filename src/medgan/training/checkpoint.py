@@ -1,10 +1,10 @@
 """Checkpoints as plain dicts (DESIGN.md): state_dicts, config, step, RNG states; no pickled code.
 
 :func:`save_checkpoint` writes atomically with ``torch.save``; :func:`load_checkpoint` reads with
-``weights_only=True``, so a file holding arbitrary Python objects is refused with an
-:class:`~medgan.errors.InputError` instead of being executed. RNG states are stored as tensors,
-lists and numbers (:func:`capture_rng_state` / :func:`restore_rng_state`), which the
-weights-only unpickler accepts.
+``weights_only=True`` (both from :mod:`medgan.checkpoint_file`), so a file holding arbitrary
+Python objects is refused with an :class:`~medgan.errors.InputError` instead of being executed.
+RNG states are stored as tensors, lists and numbers (:func:`capture_rng_state` /
+:func:`restore_rng_state`), which the weights-only unpickler accepts.
 
 Resuming interrupted training: :func:`config_differences` names what differs between the config a
 checkpoint was written with and the current one; :func:`continue_stats` keeps a log's rows up to
@@ -16,15 +16,11 @@ raises :class:`TrainingInterrupted` (exit status 75, ``EX_TEMPFAIL``: retry and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import pickle
 import random
 import signal
-import struct
 import threading
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,66 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgan.atomic import atomic_path
-from medgan.errors import InputError
+from medgan import checkpoint_file
+from medgan.checkpoint_file import file_sha256, save_checkpoint
 
 REQUIRED_KEYS = ("generator", "config", "step")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (recorded beside results derived from a checkpoint)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write ``checkpoint`` (a plain dict) to ``path`` atomically."""
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f"a checkpoint is a plain dict, got {type(checkpoint).__name__}")
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+__all__ = ["file_sha256", "save_checkpoint"]  # re-exported from medgan.checkpoint_file
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
                     required: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, Any]:
-    """Read a checkpoint dict with ``torch.load(..., weights_only=True)``.
-
-    Raises :class:`InputError` naming ``path`` if the file is missing, is not a torch file,
-    holds anything but tensors and plain containers (e.g. a pickled class instance), or lacks
-    one of the ``required`` keys.
-    """
-    if not os.path.isfile(path):
-        raise InputError(path, "checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
-        if "Unsupported global" in reason:
-            raise InputError(path, "refused: the checkpoint holds Python objects other than "
-                                   f"tensors and plain containers ({reason})") from err
-        raise InputError(path, f"not a readable torch checkpoint ({reason})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, struct.error) as err:
-        raise InputError(path, f"not a readable torch checkpoint ({type(err).__name__}: "
-                               f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"
-                         ) from err
-    if not isinstance(ckpt, dict):
-        raise InputError(path, f"a checkpoint must be a dict, found {type(ckpt).__name__}")
-    missing = [k for k in required if k not in ckpt]
-    if missing:
-        raise InputError(path, f"checkpoint lacks key(s) {missing}")
-    return ckpt
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The informative part of torch's weights-only error, e.g. ``Unsupported global: ...``."""
-    text = str(err)
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0].split(". Please use")[0] if lines else type(err).__name__
+    """A GAN checkpoint (:func:`medgan.checkpoint_file.load_checkpoint`; by default it must
+    hold ``generator``, ``config`` and ``step``)."""
+    return checkpoint_file.load_checkpoint(path, map_location=map_location, required=required)
 
 
 def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:

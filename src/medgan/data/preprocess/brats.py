@@ -13,7 +13,7 @@ Memory is bounded by one case: nothing but the meta rows is kept from one case t
 
 from __future__ import annotations
 
-import json
+import functools
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -24,7 +24,6 @@ import numpy as np
 
 from medgan.data.labels import LABEL_CHANNELS, LABEL_SCHEMES, check_label_values
 from medgan.data.labels import label_channels as label_channel_masks
-from medgan.data.prepared import INFO, PreparedDatasetWriter
 from medgan.data.preprocess.mri import (
     PLANES,
     apply_zscore,
@@ -35,6 +34,7 @@ from medgan.data.preprocess.mri import (
     slice_indices,
     zscore_stats,
 )
+from medgan.data.preprocess.pool import Progress, check_provenance, write_subjects
 from medgan.data.readers.brats import (
     BRATS_SEQUENCES,
     BratsCase,
@@ -55,7 +55,8 @@ _WRITER_KEYS = {"channels", "n_images", "shape", "resolution", "value_range", "c
 
 
 def _check_settings(*, plane, normalize, background, resolution, slice_units, label_channels,
-                    label_scheme, min_tumour_px) -> None:
+                    label_scheme, min_tumour_px, naming) -> str | None:
+    """ValueError for a bad setting; else the label scheme (given, or the naming's)."""
     if plane not in PLANES:
         raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
     if normalize not in NORMALIZATIONS:
@@ -75,6 +76,11 @@ def _check_settings(*, plane, normalize, background, resolution, slice_units, la
     if not isinstance(min_tumour_px, numbers.Integral) or isinstance(min_tumour_px, bool) \
             or min_tumour_px < 0:
         raise ValueError(f"min_tumour_px must be a non-negative integer, got {min_tumour_px!r}")
+    scheme = label_scheme if label_scheme is not None else implied_label_scheme(naming)
+    if label_channels and scheme is None:
+        raise ValueError("label_channels needs a label_scheme (brats2015, brats2017 or "
+                         "brats2023): a custom naming does not imply one")
+    return scheme
 
 
 def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -84,7 +90,8 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                   slice_units: str = "index", resolution: int = 64, normalize: str = "zscore",
                   background: str = "min", label_channels: bool = False,
                   label_scheme: str | None = None, min_tumour_px: int = 0,
-                  provenance: dict[str, Any] | None = None, **case_filter) -> dict[str, Any]:
+                  provenance: dict[str, Any] | None = None, workers: int = 1,
+                  on_bad_case: str = "stop", **case_filter) -> dict[str, Any]:
     """Write ``images.npy``, ``meta.tsv`` and ``dataset.json`` of BraTS slices to ``out_dir``.
 
     ``root`` holds one folder per case, named as ``naming`` says (see
@@ -112,25 +119,56 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     when the case has no label file; with label channels also ``edema_px, necrosis_px,
     enhancing_px``. dataset.json records the settings (the label scheme included) and
     ``provenance``. Bad input raises :class:`~medgan.errors.InputError` naming the file, and
-    nothing is left under the output names. ``case_filter`` (``grades``, ``grade_file``: which
-    tumour grades to keep) goes to :func:`discover_brats_cases`. Returns the dataset.json content.
+    nothing is left under the output names; with ``on_bad_case="skip"`` the case is left out
+    instead and listed in dataset.json's ``skipped_cases``. ``workers`` processes prepare the
+    cases (:mod:`medgan.data.preprocess.pool`); the output is the same for any number.
+    ``case_filter`` (``grades``, ``grade_file``: which tumour grades to keep) goes to
+    :func:`discover_brats_cases`. Returns the dataset.json content.
     """
-    root, out_dir = Path(root), Path(out_dir)
+    root = Path(root)
     sequences = list(sequences)
-    _check_settings(plane=plane, normalize=normalize, background=background,
-                    resolution=resolution, slice_units=slice_units,
-                    label_channels=label_channels, label_scheme=label_scheme,
-                    min_tumour_px=min_tumour_px)
+    scheme = _check_settings(plane=plane, normalize=normalize, background=background,
+                             resolution=resolution, slice_units=slice_units,
+                             label_channels=label_channels, label_scheme=label_scheme,
+                             min_tumour_px=min_tumour_px, naming=naming)
     resolution, min_tumour_px = int(resolution), int(min_tumour_px)
-    scheme = label_scheme if label_scheme is not None else implied_label_scheme(naming)
-    if label_channels and scheme is None:
-        raise ValueError("label_channels needs a label_scheme (brats2015, brats2017 or "
-                         "brats2023): a custom naming does not imply one")
+    cases = discover_brats_cases(root, naming=naming, sequences=sequences,
+                                 label=label_channels or min_tumour_px > 0, mask=mask,
+                                 **case_filter)  # grades, grade_file
+    info = _brats_info(root, cases, naming=naming, mask=mask, plane=plane,
+                       slice_range={"start": slice_start, "stop": slice_stop,
+                                    "units": slice_units, "stop_exclusive": True},
+                       normalize=normalize, background=background,
+                       label_channels=label_channels, label_scheme=label_scheme,
+                       scheme=scheme, min_tumour_px=min_tumour_px)
+    info = check_provenance(info, provenance, _WRITER_KEYS | {"n_subjects_with_images",
+                                                              "skipped_cases"})
+    prepare_one = functools.partial(
+        prepare_brats_case, sequences=sequences, plane=plane, slice_start=slice_start,
+        slice_stop=slice_stop, slice_units=slice_units, resolution=resolution,
+        normalize=normalize, background=background, label_channels=label_channels,
+        label_scheme=scheme, min_tumour_px=min_tumour_px)
 
+    def finish(progress: Progress, written: dict[str, Any]) -> None:
+        if progress.n_images == 0 and not progress.skipped:
+            raise InputError(root, f"min_tumour_px={min_tumour_px} selects no slice: the "
+                                   f"{plane} slices in the slice range of the {len(cases)} "
+                                   f"case(s) have too few tumour pixels; nothing written")
+        written["n_subjects_with_images"] = len(progress.with_images)
+
+    return write_subjects(
+        out_dir, cases, prepare_one,
+        channels=sequences + (list(LABEL_CHANNELS) if label_channels else []),
+        resolution=resolution, info=info, names=[c.case_id for c in cases],
+        sources=[c.folder for c in cases], workers=workers, on_bad_case=on_bad_case,
+        desc="prepare_brats", finish=finish)
+
+
+def _brats_info(root: Path, cases: list[BratsCase], *, naming, mask, plane, slice_range,
+                normalize, background, label_channels, label_scheme, scheme,
+                min_tumour_px) -> dict[str, Any]:
+    """dataset.json's description of a BraTS preparation's settings."""
     patterns = resolve_naming(naming)
-    need_labels = label_channels or min_tumour_px > 0
-    cases = discover_brats_cases(root, naming=naming, sequences=sequences, label=need_labels,
-                                 mask=mask, **case_filter)  # grades, grade_file
     mask_pattern = mask if mask is not None else patterns.get("mask")
     info = {
         "kind": "brats",
@@ -139,8 +177,7 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         "naming_patterns": patterns,
         "n_subjects": len(cases),
         "plane": plane,
-        "slice_range": {"start": slice_start, "stop": slice_stop, "units": slice_units,
-                        "stop_exclusive": True},
+        "slice_range": slice_range,
         "normalize": normalize,
         "background": background,
         "brain_mask": (None if normalize == "none" else f"file {mask_pattern}"
@@ -157,46 +194,7 @@ def prepare_brats(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         info["label_channel_values"] = {c: list(LABEL_SCHEMES[scheme].channels[c])
                                         for c in LABEL_CHANNELS}
         info["label_resize"] = LABEL_RESIZE
-    clash = sorted(set(provenance or {}) & (set(info) | _WRITER_KEYS
-                                                | {"n_subjects_with_images"}))
-    if clash:
-        raise ValueError(f"provenance key(s) {clash} would overwrite dataset.json's own")
-    info.update(provenance or {})
-    channels = sequences + (list(LABEL_CHANNELS) if label_channels else [])
-
-    from tqdm import tqdm
-
-    created = not out_dir.exists()
-    try:
-        with PreparedDatasetWriter(out_dir, channels=channels, resolution=resolution,
-                                   info=info) as writer:
-            n_images, n_kept_subjects, most_tumour_px = 0, 0, 0
-            for case in tqdm(cases, desc="prepare_brats", unit="case", disable=None):
-                images, rows = prepare_brats_case(
-                    case, sequences=sequences, plane=plane, slice_start=slice_start,
-                    slice_stop=slice_stop, slice_units=slice_units, resolution=resolution,
-                    normalize=normalize, background=background, label_channels=label_channels,
-                    label_scheme=scheme, min_tumour_px=min_tumour_px)
-                try:
-                    writer.append(images, rows)
-                except ValueError as err:
-                    raise InputError(case.folder, str(err)) from err
-                n_images += len(rows)
-                n_kept_subjects += bool(rows)
-                most_tumour_px = max([most_tumour_px, *(r["tumour_px"] for r in rows
-                                                        if r["tumour_px"] != "")])
-                del images, rows  # hold nothing of this case while reading the next
-            if n_images == 0:
-                raise InputError(root, f"min_tumour_px={min_tumour_px} selects no slice: the "
-                                       f"{plane} slices in the slice range of the "
-                                       f"{len(cases)} case(s) have at most {most_tumour_px} "
-                                       f"tumour pixels; nothing written")
-            writer.info["n_subjects_with_images"] = n_kept_subjects
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
-    return json.loads((out_dir / INFO).read_text())
+    return info
 
 
 def prepare_brats_case(case: BratsCase, *, sequences: Sequence[str], plane: str = "sagittal",
@@ -282,7 +280,7 @@ def _case_brain_mask(case: BratsCase, volumes: dict[str, np.ndarray],
     if mask is not None:
         mask_file = case.mask
     else:
-        mask = np.zeros(volumes[sequences[0]].shape, dtype=bool)
+        mask = np.zeros_like(volumes[sequences[0]], dtype=bool)  # the volumes' layout
         for s in sequences:
             try:
                 mask |= brain_mask([volumes[s]])

@@ -6,15 +6,12 @@ Photo-level steps (field of view, segmenter preprocessing, optic disc and latera
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medgan.data.prepared import INFO, PreparedDatasetWriter
 from medgan.data.preprocess.fundus_image import (
     ASPECTS,
     CHANNELS,
@@ -26,6 +23,7 @@ from medgan.data.preprocess.fundus_image import (
     locate_optic_disc,
     preprocess_for_vessel_segmentation,
 )
+from medgan.data.preprocess.pool import check_provenance, write_subjects
 from medgan.data.readers.fundus import discover_fundus_images
 from medgan.data.vessels import load_vessel_unet, segment_vessels, vessel_auc
 from medgan.errors import InputError
@@ -40,7 +38,8 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                    clahe_clip: float = DEFAULT_CLAHE_CLIP, clahe_kernel: int | None = None,
                    overlap: int = 8, laterality_table: str | os.PathLike | None = None,
                    vessel_threshold: float | None = None,
-                   provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                   provenance: dict[str, Any] | None = None,
+                   on_bad_case: str = "stop") -> dict[str, Any]:
     """Write the prepared fundus dataset: (N, 4, R, R) float32 R, G, B, vessels in [-1, 1].
 
     For each photo under ``root`` (:func:`~medgan.data.readers.fundus.discover_fundus_images`),
@@ -58,11 +57,9 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     truth file, else ``estimated``), ``laterality_estimated`` and ``laterality_confidence``
     (always computed), ``disc_row``/``disc_col`` (estimated disc centre, px of the prepared
     image), ``fov_source`` (``file``/``estimated``) and ``vessel_auc`` (U-net vs the manual
-    mask inside the FOV when the photo has one, else empty). Returns the dataset.json content.
+    mask inside the FOV when the photo has one, else empty). ``on_bad_case="skip"`` leaves
+    out an unreadable photo (listed in ``skipped_cases``). Returns the dataset.json content.
     """
-    from tqdm import tqdm
-
-
     if not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool) \
             or resolution < 16:
         raise ValueError(f"resolution must be an integer >= 16, got {resolution!r}")
@@ -76,13 +73,7 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     settings = {"gamma": float(gamma), "clahe_clip": float(clahe_clip),
                 "clahe_kernel": clahe_kernel}
     trained = ckpt["preprocessing"]
-    differ = {k: (v, trained.get(k)) for k, v in settings.items()
-              if trained.get(k) != v and not (isinstance(v, float) and isinstance(
-                  trained.get(k), float) and abs(v - trained[k]) < 1e-9)}
-    if differ:
-        raise InputError(unet_checkpoint, "the U-net was trained with other preprocessing "
-                                          "(setting: (asked, trained)): " + ", ".join(
-                                              f"{k}: {v}" for k, v in differ.items()))
+    _check_unet_settings(unet_checkpoint, settings, trained)
     records = discover_fundus_images(root, laterality_table=laterality_table)
     info = {
         "kind": "fundus",
@@ -103,33 +94,55 @@ def prepare_fundus(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         "laterality_table": None if laterality_table is None else str(laterality_table),
         "laterality_convention": LATERALITY_CONVENTION,
     }
-    clash = sorted(set(provenance or {}) & (set(info) | _WRITER_KEYS))
-    if clash:
-        raise ValueError(f"provenance key(s) {clash} would overwrite dataset.json's own")
-    info.update(provenance or {})
+    info = check_provenance(info, provenance, _WRITER_KEYS | {"skipped_cases"})
     counts = {"table": 0, "phantom": 0, "estimated": 0}
-    with PreparedDatasetWriter(out_dir, channels=list(CHANNELS), resolution=resolution,
-                               info=info) as writer:
-        for record in tqdm(records, desc="prepare_fundus", unit="image", disable=None):
-            sample = load_fundus_sample(record, resolution=resolution, aspect=aspect)
-            seg_input = preprocess_for_vessel_segmentation(sample.image, sample.fov, **settings)
-            prob = segment_vessels(model, seg_input, sample.fov,
-                                   patch_size=int(ckpt["patch_size"]), overlap=overlap)
-            disc = locate_optic_disc(sample.image, sample.fov, vessels=prob)
-            source = record.laterality_source or "estimated"
-            counts[source] += 1
-            auc = ""
-            if sample.vessels is not None and 0 < sample.vessels[sample.fov].mean() < 1:
-                auc = round(vessel_auc(prob, sample.vessels, sample.fov), 5)
-            vessels = prob if vessel_threshold is None else (prob > vessel_threshold)
-            stack = np.concatenate([sample.image.transpose(2, 0, 1),
-                                    vessels[None].astype(np.float64)], axis=0)
-            writer.append((2.0 * stack - 1.0)[None].astype(np.float32), [{
-                "image": record.image_id, "source": str(record.image),
-                "laterality": record.laterality or disc.side, "laterality_source": source,
-                "laterality_estimated": disc.side,
-                "laterality_confidence": round(disc.confidence, 4),
-                "disc_row": round(disc.row, 1), "disc_col": round(disc.col, 1),
-                "fov_source": sample.fov_source, "vessel_auc": auc}])
-        writer.info["laterality_sources"] = counts
-    return json.loads((Path(out_dir) / INFO).read_text())
+
+    def prepare_one(record: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        images, row = _fundus_photo(record, model, resolution=resolution, aspect=aspect,
+                                    settings=settings, patch_size=int(ckpt["patch_size"]),
+                                    overlap=overlap, vessel_threshold=vessel_threshold)
+        counts[row["laterality_source"]] += 1
+        return images, [row]
+
+    return write_subjects(
+        out_dir, records, prepare_one, channels=list(CHANNELS), resolution=resolution,
+        info=info, names=[r.image_id for r in records], sources=[r.image for r in records],
+        on_bad_case=on_bad_case, desc="prepare_fundus",
+        finish=lambda progress, written: written.update(laterality_sources=counts))
+
+
+def _check_unet_settings(checkpoint: str | os.PathLike, settings: dict[str, Any],
+                         trained: dict[str, Any]) -> None:
+    """InputError naming the checkpoint if the U-net was trained with other settings."""
+    differ = {k: (v, trained.get(k)) for k, v in settings.items()
+              if trained.get(k) != v and not (isinstance(v, float) and isinstance(
+                  trained.get(k), float) and abs(v - trained[k]) < 1e-9)}
+    if differ:
+        raise InputError(checkpoint, "the U-net was trained with other preprocessing "
+                                     "(setting: (asked, trained)): " + ", ".join(
+                                         f"{k}: {v}" for k, v in differ.items()))
+
+
+def _fundus_photo(record: Any, model: Any, *, resolution: int, aspect: str,
+                  settings: dict[str, Any], patch_size: int, overlap: int,
+                  vessel_threshold: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """One photo's (1, 4, R, R) image in [-1, 1] and its meta row."""
+    sample = load_fundus_sample(record, resolution=resolution, aspect=aspect)
+    seg_input = preprocess_for_vessel_segmentation(sample.image, sample.fov, **settings)
+    prob = segment_vessels(model, seg_input, sample.fov, patch_size=patch_size,
+                           overlap=overlap)
+    disc = locate_optic_disc(sample.image, sample.fov, vessels=prob)
+    auc = ""
+    if sample.vessels is not None and 0 < sample.vessels[sample.fov].mean() < 1:
+        auc = round(vessel_auc(prob, sample.vessels, sample.fov), 5)
+    vessels = prob if vessel_threshold is None else (prob > vessel_threshold)
+    stack = np.concatenate([sample.image.transpose(2, 0, 1),
+                            vessels[None].astype(np.float64)], axis=0)
+    return (2.0 * stack - 1.0)[None].astype(np.float32), {
+        "image": record.image_id, "source": str(record.image),
+        "laterality": record.laterality or disc.side,
+        "laterality_source": record.laterality_source or "estimated",
+        "laterality_estimated": disc.side,
+        "laterality_confidence": round(disc.confidence, 4),
+        "disc_row": round(disc.row, 1), "disc_col": round(disc.col, 1),
+        "fov_source": sample.fov_source, "vessel_auc": auc}

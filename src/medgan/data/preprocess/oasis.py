@@ -19,8 +19,7 @@ background and resize it to ``resolution`` px, and append them, one volume at a 
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import numbers
 import os
 import re
@@ -29,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from medgan.data.prepared import INFO, PreparedDatasetWriter
 from medgan.data.preprocess.mri import (
     PLANES,
     background_value,
@@ -37,6 +35,7 @@ from medgan.data.preprocess.mri import (
     resize_slices,
     slice_indices,
 )
+from medgan.data.preprocess.pool import Progress, check_provenance, write_subjects
 from medgan.data.readers.analyze import analyze_pair, read_volume, volume_suffix
 from medgan.errors import InputError
 
@@ -203,8 +202,8 @@ def prepare_oasis(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                   slice_start: float = 0.41, slice_stop: float = 0.59,
                   slice_units: str = "fraction", resolution: int = 256,
                   min_foreground: float = 0.05, pad_to_square: bool = True,
-                  max_percentile: float = 100.0,
-                  provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                  max_percentile: float = 100.0, provenance: dict[str, Any] | None = None,
+                  workers: int = 1, on_bad_case: str = "stop") -> dict[str, Any]:
     """Write ``images.npy`` (N, 1, resolution, resolution), ``meta.tsv`` and ``dataset.json``
     of OASIS slices to ``out_dir``; return the dataset.json content.
 
@@ -226,24 +225,14 @@ def prepare_oasis(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     meta.tsv has one row per image: ``subject, slice, plane, source`` (the volume's file)
     and ``foreground_fraction``. dataset.json records the settings, the number of subjects,
     ``subjects_without_slices`` (those whose every slice in the range was dropped) and
-    ``provenance``. Bad input raises
-    :class:`~medgan.errors.InputError` naming the file, and nothing is left under
-    ``out_dir``.
+    ``provenance``. Bad input raises :class:`~medgan.errors.InputError` naming the file,
+    and nothing is left under ``out_dir`` (``on_bad_case="skip"``: the volume is left out and
+    listed in ``skipped_cases``). ``workers`` processes read the volumes
+    (:mod:`medgan.data.preprocess.pool`); the output is the same for any number.
     """
-    root, out_dir = Path(root), Path(out_dir)
-    if plane not in PLANES:
-        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
-    if slice_units not in ("index", "fraction"):
-        raise ValueError(f"slice_units must be 'index' or 'fraction', got {slice_units!r}")
-    if not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool) \
-            or resolution <= 0:
-        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
-    if not isinstance(min_foreground, numbers.Real) or not 0.0 <= min_foreground <= 1.0:
-        raise ValueError(f"min_foreground must be a fraction in [0, 1], got {min_foreground!r}")
-    if not isinstance(max_percentile, numbers.Real) or not 50.0 < max_percentile <= 100.0:
-        raise ValueError(f"max_percentile must be in (50, 100], got {max_percentile!r}")
+    root = Path(root)
+    _check_settings(plane, slice_units, resolution, min_foreground, max_percentile)
     resolution = int(resolution)
-
     subjects = discover_oasis_subjects(root, pattern=pattern)
     info: dict[str, Any] = {
         "kind": "oasis",
@@ -260,37 +249,40 @@ def prepare_oasis(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                     "high": f"brain intensity percentile {float(max_percentile):g} (+1)",
                     "max_percentile": float(max_percentile), "clipped": True},
     }
-    clash = sorted(set(provenance or {}) & (set(info) | _WRITER_KEYS))
-    if clash:
-        raise ValueError(f"provenance key(s) {clash} would overwrite dataset.json's own")
-    info.update(provenance or {})
+    info = check_provenance(info, provenance, _WRITER_KEYS | {"skipped_cases"})
+    prepare_one = functools.partial(
+        _prepare_subject, plane=plane, slice_start=slice_start, slice_stop=slice_stop,
+        slice_units=slice_units, resolution=resolution, min_foreground=min_foreground,
+        pad_to_square=pad_to_square, max_percentile=max_percentile)
 
-    from tqdm import tqdm
+    def finish(progress: Progress, written: dict[str, Any]) -> None:
+        if progress.n_images == 0 and not progress.skipped:
+            raise InputError(root, f"no slice of any volume in the range "
+                                   f"[{slice_start}, {slice_stop}) ({slice_units}) has "
+                                   f"brain covering >= {min_foreground:g} of it")
+        written["subjects_without_slices"] = progress.without_images
 
-    created = not out_dir.exists()
-    n_images, without_slices = 0, []
-    try:
-        with PreparedDatasetWriter(out_dir, channels=[CHANNEL], resolution=resolution,
-                                   info=info) as writer:
-            for subject, path in tqdm(subjects, desc="prepare_oasis", unit="volume",
-                                      disable=None):
-                images, rows = prepare_oasis_volume(
-                    path, subject=subject, plane=plane, slice_start=slice_start,
-                    slice_stop=slice_stop, slice_units=slice_units, resolution=resolution,
-                    min_foreground=min_foreground, pad_to_square=pad_to_square,
-                    max_percentile=max_percentile)
-                if not rows:
-                    without_slices.append(subject)
-                writer.append(images, rows)
-                n_images += len(rows)
-            if n_images == 0:
-                raise InputError(root, f"no slice of any volume in the range "
-                                       f"[{slice_start}, {slice_stop}) ({slice_units}) has "
-                                       f"brain covering >= {min_foreground:g} of it")
-            writer.info["subjects_without_slices"] = without_slices
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()  # only if empty: never remove what was there before
-        raise
-    return json.loads((out_dir / INFO).read_text())
+    return write_subjects(out_dir, subjects, prepare_one, channels=[CHANNEL],
+                          resolution=resolution, info=info, names=[s for s, _ in subjects],
+                          sources=[p for _, p in subjects], workers=workers,
+                          on_bad_case=on_bad_case, desc="prepare_oasis", finish=finish)
+
+
+def _prepare_subject(subject_path: tuple[str, Path], **settings: Any
+                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    subject, path = subject_path
+    return prepare_oasis_volume(path, subject=subject, **settings)
+
+
+def _check_settings(plane, slice_units, resolution, min_foreground, max_percentile) -> None:
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    if slice_units not in ("index", "fraction"):
+        raise ValueError(f"slice_units must be 'index' or 'fraction', got {slice_units!r}")
+    if not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool) \
+            or resolution <= 0:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    if not isinstance(min_foreground, numbers.Real) or not 0.0 <= min_foreground <= 1.0:
+        raise ValueError(f"min_foreground must be a fraction in [0, 1], got {min_foreground!r}")
+    if not isinstance(max_percentile, numbers.Real) or not 50.0 < max_percentile <= 100.0:
+        raise ValueError(f"max_percentile must be in (50, 100], got {max_percentile!r}")

@@ -28,7 +28,7 @@ and are counted in meta.tsv's ``outside_px``.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import numbers
 import os
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from medgan.data.prepared import INFO, PreparedDatasetWriter
+from medgan.data.preprocess.pool import check_provenance, write_subjects
 from medgan.data.readers.dicom import DicomSeries, read_dicom_series
 from medgan.data.readers.prostatex import (
     DEFAULT_KTRANS_PATTERN,
@@ -183,7 +183,8 @@ def prepare_prostatex(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                       spacing_mm: float = 1.0, n_slices: int = 1, snap_to_slice: bool = True,
                       scale: Mapping[str, float] | None = None,
                       augment: Mapping[str, Any] | None = None, seed: int = 0,
-                      provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                      provenance: dict[str, Any] | None = None, workers: int = 1,
+                      on_bad_case: str = "stop") -> dict[str, Any]:
     """Write ``images.npy`` (N, 3, n, n), ``meta.tsv`` and ``dataset.json`` of lesion patches.
 
     ``root`` holds one folder per patient (``ProstateX-0000``, DICOM series at any depth) and
@@ -203,16 +204,51 @@ def prepare_prostatex(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     (``file``/``highb``/``zeros``), the series folders and Ktrans file used, ``outside_px``.
     dataset.json records the settings, the substitutions and any ambiguous series choice.
     Bad input raises :class:`~medgan.errors.InputError` naming the file (and CSV line), and
-    nothing is left under ``out_dir``. Returns the dataset.json content.
+    nothing is left under ``out_dir`` (``on_bad_case="skip"``: a patient whose series cannot
+    be read is left out and listed in ``skipped_cases``). ``workers`` processes prepare the
+    patients; the output is the same for any number. Returns the dataset.json content.
     """
     root = Path(root)
-    out_dir = Path(out_dir)
     size_px, scales, aug = _check_settings(patch_mm, spacing_mm, n_slices, scale, augment,
                                            ktrans_substitute, seed)
     patterns = resolve_series_patterns(series_patterns)
     csv_path = find_findings_csv(root, findings_csv)
     findings = read_findings(csv_path)
+    patients = _discover_patients(root, findings, csv_path, patterns=patterns,
+                                  ktrans_pattern=ktrans_pattern,
+                                  ktrans_substitute=ktrans_substitute)
+    sources = {pid: ("file" if p.ktrans is not None else ktrans_substitute)
+               for pid, p in patients.items()}
+    offsets = list(range(-(n_slices // 2), n_slices // 2 + 1))
+    info = _prostatex_info(
+        root, csv_path, findings, patients, sources, patterns=patterns,
+        ktrans_pattern=ktrans_pattern, ktrans_substitute=ktrans_substitute,
+        patch_mm=patch_mm, spacing_mm=spacing_mm, size_px=size_px, n_slices=n_slices,
+        offsets=offsets, snap_to_slice=snap_to_slice, scales=scales, aug=aug, seed=seed)
+    info = check_provenance(info, provenance, _WRITER_KEYS | {"skipped_cases"})
+    by_patient = list(findings.groupby("ProxID", sort=False))
+    groups = [(patients[pid], rows.to_dict("records"), sources[pid]) for pid, rows in by_patient]
+    prepare_one = functools.partial(
+        _prepare_patient, findings_csv=csv_path, size_px=size_px, spacing_mm=spacing_mm,
+        slice_offsets=offsets, snap_to_slice=snap_to_slice, scale=scales, augment=aug,
+        seed=int(seed))
+    return write_subjects(out_dir, groups, prepare_one, channels=list(CHANNELS),
+                          resolution=size_px, info=info,
+                          names=[pid for pid, _ in by_patient],
+                          sources=[g[0].folder for g in groups], workers=workers,
+                          on_bad_case=on_bad_case, desc="prepare_prostatex")
 
+
+def _prepare_patient(group: tuple[ProstatexPatient, list[dict[str, Any]], str], **settings: Any
+                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    patient, findings, ktrans_source = group
+    return prepare_prostatex_patient(patient, findings, ktrans_source=ktrans_source, **settings)
+
+
+def _discover_patients(root: Path, findings: Any, csv_path: Path, *, patterns: dict[str, str],
+                       ktrans_pattern: str | None, ktrans_substitute: str | None
+                       ) -> dict[str, ProstatexPatient]:
+    """Each patient of the findings CSV, in CSV order, checked to have what it needs."""
     patients: dict[str, ProstatexPatient] = {}
     for prox_id, first_line in findings.groupby("ProxID", sort=False)["line"].min().items():
         try:
@@ -232,15 +268,18 @@ def prepare_prostatex(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                 raise InputError(patient.folder, f"no Ktrans file and no high-b series to "
                                                  f"substitute: no SeriesDescription matches "
                                                  f"{patterns['highb']!r}")
+    return patients
 
-    sources = {pid: ("file" if p.ktrans is not None else ktrans_substitute)
-               for pid, p in patients.items()}
+
+def _prostatex_info(root, csv_path, findings, patients, sources, *, patterns, ktrans_pattern,
+                    ktrans_substitute, patch_mm, spacing_mm, size_px, n_slices, offsets,
+                    snap_to_slice, scales, aug, seed) -> dict[str, Any]:
+    """dataset.json's description of a ProstateX preparation's settings."""
     choices = [{"ProxID": pid, "channel": ch, "chosen": str(p.series[ch].folder),
                 "candidates": [str(s.folder) for s in cands]}
                for pid, p in patients.items() for ch, cands in p.candidates.items()
                if len(cands) > 1 and (ch != "highb" or sources[pid] == "highb")]
-    offsets = list(range(-(n_slices // 2), n_slices // 2 + 1))
-    info = {
+    return {
         "kind": "prostatex",
         "source": str(root),
         "findings_csv": str(csv_path),
@@ -266,30 +305,6 @@ def prepare_prostatex(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         "outside_volume": "nearest-voxel extrapolation, pixel count in meta.tsv outside_px",
         "series_choices": choices,
     }
-    clash = sorted(set(provenance or {}) & (set(info) | _WRITER_KEYS))
-    if clash:
-        raise ValueError(f"provenance key(s) {clash} would overwrite dataset.json's own")
-    info.update(provenance or {})
-
-    from tqdm import tqdm
-
-    created = not out_dir.exists()
-    try:
-        with PreparedDatasetWriter(out_dir, channels=list(CHANNELS), resolution=size_px,
-                                   info=info) as writer:
-            for prox_id, rows in tqdm(findings.groupby("ProxID", sort=False),
-                                      desc="prepare_prostatex", unit="patient", disable=None):
-                images, meta = prepare_prostatex_patient(
-                    patients[prox_id], rows.to_dict("records"), findings_csv=csv_path,
-                    ktrans_source=sources[prox_id], size_px=size_px, spacing_mm=spacing_mm,
-                    slice_offsets=offsets, snap_to_slice=snap_to_slice, scale=scales,
-                    augment=aug, seed=int(seed))
-                writer.append(images, meta)
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
-    return json.loads((out_dir / INFO).read_text())
 
 
 def prepare_prostatex_patient(patient: ProstatexPatient, findings: list[dict[str, Any]], *,

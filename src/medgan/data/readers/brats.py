@@ -251,7 +251,7 @@ def read_brats_case(case: BratsCase, *, sequences: Sequence[str] | None = None,
     ref_path: Path | None = None
     ref_affine: np.ndarray | None = None
     for key, path in to_read:
-        volume, affine = read_nifti(path)
+        volume, affine = read_nifti(path, integers=key == LABEL_KEY)
         if ref_path is None:
             ref_path, ref_affine, ref_shape = path, affine, volume.shape
         elif volume.shape != ref_shape:
@@ -269,8 +269,14 @@ def read_brats_case(case: BratsCase, *, sequences: Sequence[str] | None = None,
 
 
 def _as_label_map(volume: np.ndarray, path: Path) -> np.ndarray:
-    """The float volume of a label file as int16, checked to hold integers (uses ``volume``
-    as scratch space: it holds the rounding error afterwards)."""
+    """The volume of a label file as int16, checked to hold integers (a float ``volume`` is
+    used as scratch space: it holds the rounding error afterwards)."""
+    if np.issubdtype(volume.dtype, np.integer):  # stored as integers: only the range to check
+        if volume.size and (volume.min() < 0 or volume.max() > np.iinfo(np.int16).max):
+            raise InputError(path, f"label values out of range [{volume.min()}, "
+                                   f"{volume.max()}]; BraTS labels are small non-negative "
+                                   f"integers")
+        return volume.astype(np.int16, copy=False)
     rounded = np.rint(volume)
     error = np.subtract(volume, rounded, out=volume)
     if error.size and max(error.max(), -error.min()) > 1e-3:

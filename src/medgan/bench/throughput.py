@@ -24,7 +24,7 @@ achieved TFLOP/s and, where a peak is known, its fraction of the device's dense 
 the same bf16 peak), and the fast/eager speed-up.
 
 ``--processes 1 2 4``: data-parallel training instead, 1 vs N processes side by side (images/s
-and scaling efficiency at the same global batch; see :mod:`medgan.bench_ddp`).
+and scaling efficiency at the same global batch; see :mod:`medgan.bench.ddp`).
 """
 
 from __future__ import annotations
@@ -341,8 +341,8 @@ def run_process_benchmark(*, archs: Sequence[str], resolutions: Sequence[int],
                           steps: int, warmup: int, device: str, channels: int, loss: dict,
                           arch_overrides: dict, compile_models: bool, threads: int | None,
                           seed: int) -> list[dict[str, Any]]:
-    """:func:`medgan.bench_ddp.bench_processes` for every configuration and mode."""
-    from medgan.bench_ddp import bench_processes
+    """:func:`medgan.bench.ddp.bench_processes` for every configuration and mode."""
+    from medgan.bench.ddp import bench_processes
 
     rows = []
     for arch, res, batch, mode in itertools.product(archs, resolutions, batches, modes):

@@ -131,13 +131,13 @@ def _launch(spec: dict[str, Any], n: int, threads: int | None) -> dict[str, Any]
         args.write_text(json.dumps(spec))
         env_threads = str(max(1, (threads or torch.get_num_threads()) // n))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={n}", "-m", "medgan.bench_ddp", str(args), str(out)]
+               f"--nproc_per_node={n}", "-m", "medgan.bench.ddp", str(args), str(out)]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": env_threads})
         return json.loads(out.read_text())
 
 
 def main(argv: list[str]) -> int:
-    """A torchrun process: ``python -m medgan.bench_ddp SPEC.json ROW.json``."""
+    """A torchrun process: ``python -m medgan.bench.ddp SPEC.json ROW.json``."""
     spec = json.loads(Path(argv[0]).read_text())
     ranks, dev = start_processes(spec["device"])
     row = _time_steps(spec, ranks, dev)
