@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medgan.analysis.privacy.audit import AuditData, membership_sets, run_audit
+from medgan.analysis.privacy.columns import privacy_columns
 from medgan.analysis.privacy.roc import score_attack, tpr_at_fpr, verdict, weighted_auc
-from medgan.analysis.privacy.run import privacy_columns
 
 ATTACKS = ["gan_leaks", "gan_leaks_calibrated", "domias"]
 

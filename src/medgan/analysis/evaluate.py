@@ -270,7 +270,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
     ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
     at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
     added as ``utility_*`` columns; ``privacy_files``: the models' privacy.tsv, whose headline
-    (:func:`~medgan.analysis.privacy.run.privacy_columns`) is added as ``privacy_*`` columns.
+    (:func:`~medgan.analysis.privacy.columns.privacy_columns`) is added as ``privacy_*`` columns.
 
     Health (:mod:`medgan.analysis.health`): every synthetic row gets ``health`` and
     ``health_reason`` (judged against its own model's real-vs-real row, with the thresholds
@@ -296,7 +296,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
         extra = utility[~utility["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
         out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
     if privacy_files:
-        from medgan.analysis.privacy.run import privacy_columns
+        from medgan.analysis.privacy.columns import privacy_columns
 
         privacy = privacy_columns(list(privacy_files))
         out = out.merge(privacy, on="model", how="left")

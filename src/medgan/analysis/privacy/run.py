@@ -13,7 +13,8 @@ runs :func:`~medgan.analysis.privacy.audit.run_audit` and writes into ``out_dir`
 * ``privacy.json``: settings, sizes, skipped attacks, the DP record, timing, versions;
 * ``privacy.png``: the ROC curves (:func:`~medgan.analysis.privacy.figure.plot_roc`).
 
-:func:`privacy_columns` gives a study table's ``privacy_*`` columns.
+:func:`medgan.analysis.privacy.columns.privacy_columns` gives a study table's ``privacy_*``
+columns.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from medgan import __version__
-from medgan.analysis.privacy.audit import DEFAULTS, SUMMARY_FPRS, AuditData, run_audit
+from medgan.analysis.privacy.audit import DEFAULTS, AuditData, run_audit
 from medgan.atomic import write_json, write_tsv
 from medgan.errors import InputError
 
@@ -154,45 +155,3 @@ def _spent(dp: dict[str, Any]) -> float:
     tracker = PrivateDiscriminator(settings, create_accountant(settings["accountant"]), None)
     tracker.load_state_dict(dp)
     return tracker.report()["epsilon_spent"]
-
-
-def privacy_columns(tables: list[str | os.PathLike]) -> pd.DataFrame:
-    """A study table's privacy columns, one row per model, from its ``privacy.tsv``: over the
-    attacks at the headline level, ``privacy_auc_max`` (the largest primary AUC),
-    ``privacy_auc_control`` (that attack's split-bias control), ``privacy_tpr_at_1pct_fpr``
-    (the largest), ``privacy_n`` (members = non-members at that level), ``privacy_level``,
-    ``privacy_verdict`` (``leak (<attacks>)`` if any attack leaks, else ``split bias?`` if any,
-    else ``no evidence``) and ``privacy_epsilon`` (DP models)."""
-    rows = []
-    for path in tables:
-        try:
-            table = pd.read_csv(path, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(path, f"cannot read the privacy table ({err})") from err
-        need = {"model", "attack", "set", "level", "auc", "headline", "verdict"}
-        if not need <= set(table.columns) or table.empty:
-            raise InputError(path, f"not a privacy table (needs columns {sorted(need)})")
-        rows.append(_privacy_headline(table))
-    return pd.DataFrame(rows)
-
-
-def _privacy_headline(table: pd.DataFrame) -> dict[str, Any]:
-    head = table[table["headline"].astype(bool)]
-    primary = head[head["set"] == "primary"]
-    control = head[head["set"] == "control"].set_index("attack")
-    top = primary.loc[primary["auc"].idxmax()]
-    leaks = primary.loc[primary["verdict"] == "leak", "attack"].tolist()
-    if leaks:
-        verdict = f"leak ({', '.join(leaks)})"
-    elif (primary["verdict"] == "split bias?").any():
-        verdict = "split bias?"
-    else:
-        verdict = "no evidence"
-    tpr = f"tpr_at_{SUMMARY_FPRS[0]:g}"
-    return {"model": table["model"].iloc[0], "privacy_auc_max": float(top["auc"]),
-            "privacy_auc_max_attack": top["attack"],
-            "privacy_auc_control": float(control.loc[top["attack"], "auc"]),
-            "privacy_tpr_at_1pct_fpr": float(primary[tpr].max()),
-            "privacy_n": int(top["n_members"]), "privacy_level": top["level"],
-            "privacy_verdict": verdict,
-            "privacy_epsilon": float(table["epsilon"].iloc[0]) if "epsilon" in table else np.nan}
