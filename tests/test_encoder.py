@@ -30,6 +30,7 @@ SMALL = {
                  "d_blocks_per_stage": 1, "minibatch_stddev": True},
     "kitchen": {"d_width": 4, "d_max_width": 8},
     "pggan": {"filters": 4},
+    "stylegan2": {"latent_dim": 8, "w_dim": 8, "channel_base": 64, "channel_max": 8},
 }
 ARCH = {"name": "dcgan", "latent_dim": 4, "width": 4, "max_width": 16}
 

@@ -43,6 +43,7 @@ from medgan.models import build_discriminator, resolved_config
 from medgan.models import dcgan as dcgan_models
 from medgan.models import pggan as pggan_models
 from medgan.models import srresnet as srresnet_models
+from medgan.models import stylegan2 as stylegan2_models
 from medgan.models.layers import MinibatchStddev
 from medgan.plotting import _pyplot, channel_windows, save_figure
 from medgan.training.checkpoint import file_sha256, load_checkpoint, save_checkpoint
@@ -57,7 +58,8 @@ CHECKPOINT_FORMAT = "medgan.analysis.encoder/1"
 # how each architecture initialises its layers (others: PyTorch's default initialisation)
 LAYER_INIT = {"dcgan": dcgan_models.init_weights, "dcgan_delplace": dcgan_models.init_weights,
               "kitchen": dcgan_models.init_weights, "srresnet": srresnet_models.he_init}
-OUTPUT_LAYERS = (nn.Conv2d, nn.Linear, pggan_models.EqualizedConv2d, pggan_models.EqualizedLinear)
+OUTPUT_LAYERS = (nn.Conv2d, nn.Linear, pggan_models.EqualizedConv2d, pggan_models.EqualizedLinear,
+                 stylegan2_models.EqualLinear)
 
 
 class ZeroFeatureMap(nn.Module):
@@ -81,6 +83,8 @@ class LatentEncoder(nn.Module):
                                   "LatentEncoder input")
         if isinstance(self.body, pggan_models.PGGANDiscriminator):
             codes = _pggan_features(self.body, x)
+        elif isinstance(self.body, stylegan2_models.StyleGAN2Discriminator):
+            codes = _stylegan2_features(self.body, x)
         else:
             codes = self.body.main(x)
         codes = codes.reshape(x.shape[0], self.latent_dim)
@@ -98,8 +102,17 @@ def _pggan_features(D: pggan_models.PGGANDiscriminator, x: torch.Tensor) -> torc
     return D.logit(h)
 
 
+def _stylegan2_features(D: stylegan2_models.StyleGAN2Discriminator,
+                        x: torch.Tensor) -> torch.Tensor:
+    """The StyleGAN2 discriminator's forward pass without its final squeeze to (N,)."""
+    h = D.conv(D.mbstd(D.blocks(D.from_rgb(x))))
+    return D.out(D.dense(h.flatten(1)))
+
+
 def _widened(layer: nn.Module, latent_dim: int) -> nn.Module:
     """A layer like ``layer`` (one output) with ``latent_dim`` outputs."""
+    if isinstance(layer, stylegan2_models.EqualLinear):
+        return stylegan2_models.EqualLinear(layer.weight.shape[1], latent_dim)
     if isinstance(layer, pggan_models.EqualizedLinear):
         f_in = layer.weight.shape[1]
         gain = layer.weight_scale * f_in**0.5
@@ -139,7 +152,8 @@ def build_encoder(arch: dict[str, Any], *, channels: int, resolution: int, laten
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
     D = build_discriminator(arch, channels=channels, resolution=resolution)
-    if not (isinstance(D, pggan_models.PGGANDiscriminator) or hasattr(D, "main")):
+    hooked = (pggan_models.PGGANDiscriminator, stylegan2_models.StyleGAN2Discriminator)
+    if not (isinstance(D, hooked) or hasattr(D, "main")):
         raise ValueError(f"architecture {arch['name']!r}: no encoder hook for "
                          f"{type(D).__name__} (add one to medgan.analysis.encoder)")
     if isinstance(D, pggan_models.PGGANDiscriminator):
