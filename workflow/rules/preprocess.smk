@@ -38,8 +38,9 @@ rule prepare_dataset:
         "logs/data/{dataset}.benchmark.tsv"
     conda:
         MEDGAN_ENV
-    # one worker process per thread, each holding one subject (~400 MB at 240x240x155)
-    threads: 8
+    # one worker process per thread, each holding one subject (~400 MB at 240x240x155); 4 fits
+    # a small cluster node (more: --set-threads prepare_dataset=N; locally capped at --cores)
+    threads: 4
     resources:
         mem_mb=lambda wc, threads: 2000 + 500 * threads,
         runtime=60,
