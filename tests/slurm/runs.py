@@ -72,8 +72,9 @@ def workdir(path: Path) -> Path:
 
 
 def copy_prepared(src: Path, dst: Path) -> None:
-    """The phantoms, prepared data and Snakemake's records of them: the case runs only train."""
-    for part in ("resources", "results/data", ".snakemake/metadata"):
+    """The phantoms, prepared data, feature net (the snapshots score with it) and Snakemake's
+    records of them: the case runs only train_gan."""
+    for part in ("resources", "results/data", "results/featurenets", ".snakemake/metadata"):
         shutil.copytree(src / part, dst / part)
 
 
@@ -150,11 +151,12 @@ class Case:
             fh.write(f"[test {time.strftime('%H:%M:%S')}] {text}\n")
 
     def running_job(self) -> str | None:
-        """The running training job of this case (by its working directory)."""
-        out = slurm("squeue", "-h", "-t", "R", "-o", "%i|%Z", env=self.env, check=False)
+        """The running training job of this case (by its working directory and the rule the
+        executor names in the job's comment)."""
+        out = slurm("squeue", "-h", "-t", "R", "-o", "%i|%k|%Z", env=self.env, check=False)
         for line in out.splitlines():
-            job, _, cwd = line.partition("|")
-            if Path(cwd).resolve() == self.work.resolve():
+            job, rule, cwd = (line.split("|", 2) + ["", ""])[:3]
+            if rule.startswith("rule_train_gan") and Path(cwd).resolve() == self.work.resolve():
                 return job
         return None
 
@@ -329,7 +331,7 @@ def run_all(root: Path, env: dict[str, str]) -> dict:
     rc = wait(
         snakemake(
             base,
-            ["--cores", "2", "results/data/brats_tiny/split.tsv"],
+            ["--cores", "2", "results/featurenets/brats_tiny/featurenet.pt"],
             local_env,
             log=root / "local.log",
         ),
