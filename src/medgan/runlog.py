@@ -16,6 +16,7 @@ local run and the SLURM log of a cluster job (the profiles' ``show-failed-logs``
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -43,10 +44,11 @@ def log_to(path: str | os.PathLike | None, *, rule: str | None = None) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
-    def report(exc_type, exc, tb):
-        report_uncaught(exc, tb, rule=rule, log=path)
+    sys.excepthook = functools.partial(_hook, rule=rule, log=path)
 
-    sys.excepthook = report
+
+def _hook(exc_type, exc, tb, *, rule: str | None, log: str | os.PathLike | None) -> None:
+    report_uncaught(exc, tb, rule=rule, log=log)
 
 
 def error_line(exc: BaseException, *, rule: str | None = None,
