@@ -31,14 +31,40 @@ def run(args, cwd=REPO, check=True):
 def tiny_run(tmp_path_factory):
     """The whole DAG of the tiny config (.test/config, the four papers and every analysis) run
     once in a fresh copy of the workflow; shared by the workflow and paper tests."""
-    work = tmp_path_factory.mktemp("workflow")
+    work = workflow_copy(tmp_path_factory.mktemp("workflow"))
+    proc = run(["snakemake", "--cores", "2", "all"], cwd=work)
+    return work, proc
+
+
+def workflow_copy(work: Path, config: Path = REPO / ".test" / "config" / "config.yaml") -> Path:
+    """The workflow (Snakefile, workflow/, envs/) in ``work`` with ``config`` as its config."""
+    work.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", work / "Snakefile")
     shutil.copytree(REPO / "workflow", work / "workflow")
     shutil.copytree(REPO / "envs", work / "envs")
     (work / "config").mkdir()
-    shutil.copy(REPO / ".test" / "config" / "config.yaml", work / "config" / "config.yaml")
-    proc = run(["snakemake", "--cores", "2", "all"], cwd=work)
-    return work, proc
+    shutil.copy(config, work / "config" / "config.yaml")
+    return work
+
+
+def add_truncated_brats(work: Path, name: str = "brats_user") -> str:
+    """Two BraTS phantom cases in ``work/resources/<name>`` with the first case's T1 cut in half,
+    and a dataset ``name`` of them (brats_tiny's settings) in the workflow's config.
+    Returns the truncated file, relative to ``work`` as the job names it."""
+    import yaml
+
+    from medgan.data.phantoms import make_phantoms
+
+    source = f"resources/{name}"
+    make_phantoms("brats", work / source, n_subjects=2, shape=[32, 32, 24], seed=0)
+    bad = sorted((work / source).rglob("*_t1.nii.gz"))[0]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    config_file = work / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["datasets"][name] = {**config["datasets"]["brats_tiny"], "path": source,
+                                "phantom": False}
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return bad.relative_to(work).as_posix()
 
 
 def shared_data_root() -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import add_truncated_brats, workflow_copy
 from slurm.runs import (
     BIN,
+    CLUSTER_ARGS,
+    CONFIG,
     DAG_MODELS,
     DAG_TARGETS,
     PROCS,
@@ -126,6 +130,30 @@ def test_preflight_detects_missing_accounting(env, tmp_path):
     proc = slurm_check(workdir(tmp_path / "w"), env, "--slurm-status-command", "sacct")
     assert proc.returncode == 1
     assert "no accounting" in proc.stderr and "--slurm-status-command squeue" in proc.stderr
+
+
+# --- a failed job on the terminal ---------------------------------------------------------------
+
+
+def test_bad_input_on_the_cluster_is_one_line_on_the_terminal(env, tmp_path):
+    """A truncated scan stops a cluster job; the head prints the rule's log and the job's SLURM
+    log (``show-failed-logs``), each with the job's one line, and no traceback. One small job,
+    not retried: a bad file stays bad."""
+    work = workflow_copy(tmp_path / "w", CONFIG)
+    bad = add_truncated_brats(work)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), *CLUSTER_ARGS, "--retries", "0",
+         "--set-threads", "prepare_dataset=1", "results/data/brats_user/images.npy"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )
+    terminal = proc.stdout + proc.stderr
+    assert proc.returncode == 1, terminal[-4000:]
+    lines = [ln for ln in terminal.splitlines() if ln.startswith(f"prepare_dataset: {bad}: ")]
+    assert len(lines) >= 2 and "truncated" in lines[0], terminal[-4000:]
+    assert "Logfile logs/data/brats_user.log:" in terminal
+    assert re.search(r"^Logfile /\S+/\.snakemake/slurm_logs/rule_prepare_dataset/\S+\.log:$",
+                     terminal, re.M), terminal[-4000:]  # the plugin's log of the job
+    assert "Traceback (most recent call last)" not in terminal
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.beers2018 import write_slice_traversal
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 write_slice_traversal(
     snakemake.input.checkpoint,
     snakemake.input.encoder,

@@ -2,7 +2,7 @@ from medgan.runlog import log_to
 from medgan.studies.delplace2019 import training_images
 from medgan.studies.delplace2019_figures import plot_fig1
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 p = snakemake.params
 plot_fig1(
     dict(zip(p.study["delplace"]["models"], snakemake.input.checkpoints, strict=True)),

@@ -4,7 +4,7 @@ from medgan.runlog import log_to
 from medgan.studies.delplace2019 import loss_comparison_table, training_images
 from medgan.studies.delplace2019_figures import plot_verdicts
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 p = snakemake.params
 spec = p.study["delplace"]
 table = loss_comparison_table(

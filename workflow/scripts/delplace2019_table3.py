@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.delplace2019 import table3, training_images
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 p = snakemake.params
 models = p.study["delplace"]["models"]
 table3(

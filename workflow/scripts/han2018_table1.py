@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.han2018 import write_table1
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 write_table1(
     snakemake.input.tables,
     snakemake.output.table,

@@ -1,7 +1,7 @@
 from medgan.analysis.latent_analysis import interpolate_model
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 interpolate_model(
     snakemake.input.checkpoint,
     snakemake.params.data_dir,

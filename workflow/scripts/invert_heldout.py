@@ -1,7 +1,7 @@
 from medgan.analysis.latent_analysis import invert_heldout
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 invert_heldout(
     snakemake.input.checkpoint,
     snakemake.input.encoder,

@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.kitchen2017 import write_layer_tables
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 write_layer_tables(
     snakemake.input.checkpoint,
     generator_table=snakemake.output.generator,

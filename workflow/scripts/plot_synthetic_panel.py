@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.figures import plot_synthetic_panel
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 study = snakemake.params.study
 plot_synthetic_panel(
     snakemake.params.models,

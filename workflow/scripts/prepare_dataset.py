@@ -3,7 +3,7 @@ from pathlib import Path
 from medgan.data.prepare import prepare_dataset
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 prepare_dataset(
     snakemake.input.source,
     Path(snakemake.output.images).parent,

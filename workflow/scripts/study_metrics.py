@@ -1,7 +1,7 @@
 from medgan.analysis.evaluate import study_metrics_table
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 study_metrics_table(
     list(snakemake.input.tables),
     snakemake.output.table,

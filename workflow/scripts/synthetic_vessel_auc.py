@@ -1,7 +1,7 @@
 from medgan.analysis.evaluate import evaluate_synthetic_vessels
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 s = snakemake.params.settings
 evaluate_synthetic_vessels(
     snakemake.input.checkpoint,

@@ -1,7 +1,7 @@
 from medgan.analysis.encoder import train_encoder
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 s = snakemake.params.settings
 train_encoder(
     snakemake.input.checkpoint,

@@ -4,7 +4,7 @@ from medgan.analysis.snapshot_scorer import snapshot_scorer_for
 from medgan.runlog import log_to
 from medgan.training import train_gan
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 m = snakemake.params.model
 scorer = snapshot_scorer_for(
     m["schedule"],

@@ -1,7 +1,7 @@
 from medgan.data.vessels import train_vessel_segmenter
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 ds = snakemake.params.dataset
 prep = ds["preprocessing"]
 seg = dict(ds["segmenter"])

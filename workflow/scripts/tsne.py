@@ -1,7 +1,7 @@
 from medgan.analysis.latent_analysis import tsne_of_training_set
 from medgan.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 s = snakemake.params.settings
 tsne_of_training_set(
     snakemake.input.checkpoint,

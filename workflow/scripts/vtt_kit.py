@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.vtt.kit import build_kit
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 s = snakemake.params.settings
 build_kit(
     name=snakemake.wildcards.kit,

@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.studies.vtt.scoring import score_answers
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 score_answers(
     answers_dir=snakemake.input.answers,
     key_path=snakemake.input.key,

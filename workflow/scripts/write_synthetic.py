@@ -1,7 +1,7 @@
 from medgan.runlog import log_to
 from medgan.training.generate import write_synthetic
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], rule=snakemake.rule)
 s = snakemake.params.synthetic
 write_synthetic(
     snakemake.input.checkpoint,
