@@ -142,8 +142,8 @@ def test_bad_input_on_the_cluster_is_one_line_on_the_terminal(env, tmp_path):
     work = workflow_copy(tmp_path / "w", CONFIG)
     bad = add_truncated_brats(work)
     proc = subprocess.run(
-        [str(BIN / "snakemake"), *CLUSTER_ARGS, "--retries", "0",
-         "--set-threads", "prepare_dataset=1", "results/data/brats_user/images.npy"],
+        [str(BIN / "snakemake"), *CLUSTER_ARGS, "results/data/brats_user/images.npy",
+         "--retries", "0", "--set-threads", "prepare_dataset=1"],  # nargs+ last: not the target
         cwd=work, env=env, capture_output=True, text=True, timeout=600,
     )
     terminal = proc.stdout + proc.stderr
