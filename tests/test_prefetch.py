@@ -94,6 +94,8 @@ def test_read_ahead_rows_are_the_memmap_rows(memmap):
     reader.ahead(wrong)
     assert np.array_equal(reader(idx).numpy(), memmap[[7, 0, 7, 12]])  # a wrong guess dropped
     assert reader.worker.misses == 1
+    with pytest.raises(IndexError, match="out of bounds"):
+        reader(torch.tensor([0, 13]))
     reader.close()
     reader.close()  # idempotent
 

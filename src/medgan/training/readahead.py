@@ -151,16 +151,19 @@ class MemmapBatches:
         self.worker = ReadAhead(self.host) if read_ahead else None
 
     def host(self, idx: torch.Tensor) -> torch.Tensor:
-        """The rows of ``idx`` in host memory (pinned if :attr:`pin`), float32."""
+        """The rows of ``idx`` in host memory (pinned if :attr:`pin`), float32.
+
+        Copied by numpy's fancy indexing, which releases the GIL while it copies (and waits for
+        the disk), so that the trainer's thread runs on; ``np.take(..., out=)`` would copy once
+        but holds the GIL throughout."""
         ix = idx.numpy() if self.rows is None else self.rows[idx.numpy()]
-        out = torch.empty((len(ix), *self.images.shape[1:]), dtype=torch.float32,
-                          pin_memory=self.pin)
         if self.hint:
             hint_rows(self.images, ix)
-        if self.images.dtype == np.float32:
-            np.take(self.images, ix, axis=0, out=out.numpy())
-        else:
-            out.numpy()[...] = self.images[ix]
+        rows = np.asarray(self.images[ix], dtype=np.float32)
+        if not self.pin:
+            return torch.from_numpy(rows)
+        out = torch.empty(rows.shape, dtype=torch.float32, pin_memory=True)
+        out.numpy()[...] = rows
         return out
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
