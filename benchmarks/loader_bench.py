@@ -12,6 +12,8 @@ ratio to the 20,000 img/s that 64 px DCGAN training at its target speed consumes
 
 * cold: the file's pages dropped from the page cache first (``posix_fadvise(DONTNEED)``, after
   unmapping it; ``fincore`` shows what stayed cached) so that every batch comes from the disk;
+* disk: the disk's own pace, cold, for comparison: random image-sized ``os.pread`` calls from
+  16 threads;
 * warm: after one sequential read of the whole file (its GB/s is printed), from the page cache
   (``fincore`` shows how much of the file the cache held).
 
@@ -104,6 +106,24 @@ def warm_up(path: Path) -> float:
     return total / 1e9 / (time.perf_counter() - start)
 
 
+def disk_reads(path: Path, *, row: int, reads: int = 6400, threads: int = 16) -> float:
+    """The disk's own pace: random ``row``-byte preads/s of ``path`` by ``threads`` threads,
+    page cache dropped first (what any reader of random rows can at most get, cold)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    drop_cache(path)
+    n = (path.stat().st_size - row) // row
+    offsets = np.random.default_rng(0).choice(n, min(reads, n), replace=False) * row
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda off: os.pread(fd, row, int(off)), offsets))
+        return len(offsets) / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+
+
 def read_batches(path: Path, *, read_ahead: bool, batches: int, batch: int, seed: int,
                  step_s: float, device: torch.device) -> dict[str, float]:
     """Images/s and ms waited per batch for ``batches`` random batches through RealBatches."""
@@ -142,6 +162,9 @@ def run(path: Path, args: argparse.Namespace, device: torch.device) -> None:
           f"device {device}; torch threads {torch.get_num_threads()}")
     header = (f"{'reader':<11}{'cache':<6}{'step_ms':>8}{'images/s':>11}{'/ 20k':>9}"
               f"{'waited_ms':>10}{'cpu_ms':>8}{'ahead':>7}")
+    row = path.stat().st_size // n
+    print(f"disk, cold: {disk_reads(path, row=row):.0f} random {row // 1024} KiB reads/s "
+          "(16 threads, os.pread)")
     rows, seed = [], 1
     for cache in ("cold", "warm"):
         if cache == "warm":
