@@ -159,11 +159,11 @@ class MemmapBatches:
         ix = idx.numpy() if self.rows is None else self.rows[idx.numpy()]
         if self.hint:
             hint_rows(self.images, ix)
-        rows = np.asarray(self.images[ix], dtype=np.float32)
+        batch = np.asarray(self.images[ix], dtype=np.float32)
         if not self.pin:
-            return torch.from_numpy(rows)
-        out = torch.empty(rows.shape, dtype=torch.float32, pin_memory=True)
-        out.numpy()[...] = rows
+            return torch.from_numpy(batch)
+        out = torch.empty(batch.shape, dtype=torch.float32, pin_memory=True)
+        out.numpy()[...] = batch  # a second copy, into memory the GPU copies from directly
         return out
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
