@@ -55,4 +55,6 @@ else
   python -m medgan.bench --processes 1 --modes fast --arch dcgan --arch-config "$HAN_DCGAN" \
     --resolution 64 --batch 512 --steps 20 --warmup 5 --json "$OUT/ddp_dcgan64.json"
 fi
+step "+ the memory-mapped reader (cold and warm, into pinned memory): 4 GB of 128 px images"
+python benchmarks/loader_bench.py --gb 4 --batches 1000 --device cuda 2>&1 | tee "$OUT/loader.txt"
 echo; echo "gpu_check: done; tables above, JSON in $OUT/"

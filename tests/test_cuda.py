@@ -60,3 +60,24 @@ def test_nccl_two_processes_train_as_one(data, tmp_path):
         wb = torch.cat([v.double().flatten() for v in b[model].values() if v.is_floating_point()])
         # summation order only (see tests/test_distributed.py); cuDNN adds its own
         assert (wa - wb).norm() <= 5e-3 * wa.norm(), model
+
+
+def test_memmap_batches_are_pinned_and_read_ahead(tmp_path, monkeypatch):
+    import medgan.training.data as training_data
+    from medgan.training.data import EpochSampler, RealBatches
+
+    monkeypatch.setattr(training_data, "PRELOAD_BYTES", 0)  # the memory-map path
+    images = np.lib.format.open_memmap(tmp_path / "images.npy", mode="w+", dtype=np.float32,
+                                       shape=(10, 1, 8, 8))
+    images[:] = np.arange(images.size, dtype=np.float32).reshape(images.shape)
+    images.flush()
+    images = np.load(tmp_path / "images.npy", mmap_mode="r")
+    readers = [RealBatches(images, None, EpochSampler(10, 4, torch.Generator().manual_seed(0)),
+                           torch.device("cuda"), {}, read_ahead=ahead) for ahead in (False, True)]
+    assert readers[1].read.pin and readers[1].read.host(torch.tensor([1, 2])).is_pinned()
+    for size in (4, 4, 4, 3, 3):
+        a, b = (r.next(size) for r in readers)
+        assert b.is_cuda and torch.equal(a, b)
+    assert (readers[1].read.worker.misses, readers[1].read.worker.hits) == (2, 3)
+    for r in readers:
+        r.close()

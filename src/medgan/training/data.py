@@ -4,14 +4,16 @@
 :class:`EpochSampler` draws batch indices from shuffled epochs; :class:`RealBatches` turns them
 into batches on the device, as the current stage (progressive growing) sees them. Datasets up to
 :data:`PRELOAD_BYTES` are copied to the device once; larger ones are read from the memory map
-batch by batch. Every real batch of training comes from :meth:`RealBatches.next`.
+batch by batch, one batch ahead on a background thread into pinned memory
+(:mod:`medgan.training.readahead`), in the same order and with the same checkpointed sampler
+state as reading each batch when it is asked for. Every real batch of training comes from
+:meth:`RealBatches.next`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from medgan.plotting import display_range
 from medgan.training import accel
 from medgan.training.distributed import Ranks
 from medgan.training.progressive import Stage, real_batch
+from medgan.training.readahead import MemmapBatches
 
 PRELOAD_BYTES = 1 << 30  # datasets up to this size are copied to the device once
 
@@ -40,15 +43,31 @@ class EpochSampler:
         self.perm: torch.Tensor | None = None
         self.pos = 0
 
+    def _size(self, batch_size: int | None) -> int:
+        return self.batch_size if batch_size is None else min(batch_size, self.n)
+
+    def _epoch_ends(self, size: int) -> bool:
+        return self.perm is None or self.pos + size > self.n
+
     def next(self, batch_size: int | None = None) -> torch.Tensor:
         """The next batch of indices; ``batch_size`` (capped at ``n``) overrides the default."""
-        size = self.batch_size if batch_size is None else min(batch_size, self.n)
-        if self.perm is None or self.pos + size > self.n:
+        size = self._size(batch_size)
+        if self._epoch_ends(size):
             self.perm = torch.randperm(self.n, generator=self.generator)
             self.pos = 0
         idx = self.perm[self.pos:self.pos + size]
         self.pos += size
         return idx
+
+    def peek(self, batch_size: int | None = None) -> torch.Tensor:
+        """The indices :meth:`next` would return now, drawn without moving this sampler or its
+        generator (a new epoch's permutation comes from a copy of the generator)."""
+        size = self._size(batch_size)
+        if not self._epoch_ends(size):
+            return self.perm[self.pos:self.pos + size]
+        copy = torch.Generator(device=self.generator.device)
+        copy.set_state(self.generator.get_state())
+        return torch.randperm(self.n, generator=copy)[:size]
 
     def state_dict(self) -> dict[str, Any]:
         return {"perm": self.perm, "pos": self.pos}
@@ -57,20 +76,34 @@ class EpochSampler:
         self.perm, self.pos = state["perm"], int(state["pos"])
 
 
-def batch_reader(images: np.ndarray, device: torch.device, rows: np.ndarray | None = None
-                  ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Index -> batch on ``device``: from a device copy of small datasets, else from the memmap.
+class DeviceCopy:
+    """Index -> batch from a copy of the whole (small) dataset on the device."""
+
+    def __init__(self, images: np.ndarray, device: torch.device):
+        self.data = torch.from_numpy(np.array(images, dtype=np.float32)).to(device)
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.data[idx.to(self.data.device)]
+
+    def ahead(self, idx: torch.Tensor) -> None:
+        """Nothing to read ahead."""
+
+    def close(self) -> None:
+        pass
+
+
+def batch_reader(images: np.ndarray, device: torch.device, rows: np.ndarray | None = None, *,
+                 read_ahead: bool = True) -> DeviceCopy | MemmapBatches:
+    """Index -> batch on ``device``: from a device copy of datasets up to :data:`PRELOAD_BYTES`,
+    else from the memory map (read one batch ahead if ``read_ahead``). The reader's ``ahead(idx)``
+    names the indices the next call will likely ask for; ``close()`` ends its thread.
 
     ``rows``: the dataset rows that index ``i`` refers to (the training split); None: all.
     """
     n_rows = images.shape[0] if rows is None else len(rows)
     if images[:1].nbytes * n_rows <= PRELOAD_BYTES:
-        subset = images if rows is None else images[rows]
-        data = torch.from_numpy(np.array(subset, dtype=np.float32)).to(device)
-        return lambda idx: data[idx.to(device)]
-    if rows is None:
-        return lambda idx: torch.from_numpy(images[idx.numpy()]).to(device, non_blocking=True)
-    return lambda idx: torch.from_numpy(images[rows[idx.numpy()]]).to(device, non_blocking=True)
+        return DeviceCopy(images if rows is None else images[rows], device)
+    return MemmapBatches(images, rows, device, read_ahead=read_ahead)
 
 
 def load_training_data(data_dir: Path, channels: list[str] | None, resolution: int):
@@ -116,14 +149,20 @@ class RealBatches:
     reads only its own rows of it (:meth:`~medgan.training.distributed.Ranks.take`).
     ``labels`` (class-conditional runs): the class of each of those rows; :attr:`labels` is then
     the classes of the last batch (this process's rows).
+
+    A memory-mapped dataset is read one batch ahead (``read_ahead``; samplers with a ``peek``):
+    after each batch the indices of the next one at the same batch size are read on a background
+    thread. :meth:`close` (or leaving a ``with`` block) stops that thread.
     """
 
     def __init__(self, images: np.ndarray, rows: np.ndarray | None, sampler: EpochSampler,
                  device: torch.device, performance: dict[str, Any], ranks: Ranks | None = None,
-                 labels: np.ndarray | None = None):
+                 labels: np.ndarray | None = None, read_ahead: bool = True):
         self.sampler, self.performance = sampler, performance
         self.ranks = ranks or Ranks()
-        self.read = batch_reader(images, device, rows)
+        self.read = batch_reader(images, device, rows, read_ahead=read_ahead)
+        reads_ahead = read_ahead and isinstance(self.read, MemmapBatches)
+        self.peek = getattr(sampler, "peek", None) if reads_ahead else None
         self.all_labels = (None if labels is None else
                            torch.as_tensor(np.asarray(labels, np.int64), device=device))
         self.labels: torch.Tensor | None = None
@@ -135,8 +174,20 @@ class RealBatches:
         if self.all_labels is not None:
             self.labels = self.all_labels[idx.to(self.all_labels.device)]
         images = self.read(idx)
+        if self.peek is not None:  # the sampler has not moved: these are the next indices
+            self.read.ahead(self.ranks.take(self.peek(batch_size)))
         return accel.prepare_batch(images if stage is None else real_batch(images, stage),
                                    self.performance)
+
+    def close(self) -> None:
+        """Stop the background reader (if any); idempotent."""
+        self.read.close()
+
+    def __enter__(self) -> RealBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def condition_labels(condition: dict[str, Any], meta: Any, rows: np.ndarray | None,

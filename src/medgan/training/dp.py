@@ -142,14 +142,24 @@ class PoissonSampler:
         self.batch_size = max(1, round(n * sample_rate))  # the expected size
         self.last_size = self.batch_size
 
-    def next(self, batch_size: int | None = None) -> torch.Tensor:
-        """A Poisson batch (``batch_size`` is ignored: the rate fixes the expected size)."""
+    def _draw(self, generator: torch.Generator) -> torch.Tensor:
         while True:
-            keep = torch.rand(self.n, generator=self.generator) < self.sample_rate
+            keep = torch.rand(self.n, generator=generator) < self.sample_rate
             idx = torch.nonzero(keep).flatten()
             if len(idx):
-                self.last_size = len(idx)
                 return idx
+
+    def next(self, batch_size: int | None = None) -> torch.Tensor:
+        """A Poisson batch (``batch_size`` is ignored: the rate fixes the expected size)."""
+        idx = self._draw(self.generator)
+        self.last_size = len(idx)
+        return idx
+
+    def peek(self, batch_size: int | None = None) -> torch.Tensor:
+        """The batch :meth:`next` would draw now, from a copy of the generator (nothing moves)."""
+        copy = torch.Generator(device=self.generator.device)
+        copy.set_state(self.generator.get_state())
+        return self._draw(copy)
 
     def state_dict(self) -> dict[str, Any]:
         return {"poisson": True, "last_size": self.last_size}

@@ -256,7 +256,7 @@ class TrainingLoop:
         steps = self.run.schedule["steps"]
         bar = tqdm(total=steps, initial=self.start_step, desc=f"train {self.files.out.name}",
                    unit="step", disable=not self.progress, mininterval=1.0)
-        with sigterm_requested() as sigterm, self.log, self.monitor:
+        with sigterm_requested() as sigterm, self.log, self.monitor, self.batches:
             for step in range(self.start_step + 1, steps + 1):
                 self.train_one(step)
                 bar.update(1)
