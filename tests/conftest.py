@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
 import shutil
 import subprocess
@@ -125,3 +128,87 @@ def noise_dataset(path):
     with PreparedDatasetWriter(path, channels=["T1"], resolution=16) as w:
         w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
     return path
+
+
+class FullDisk:
+    """A disk below ``root`` that holds only ``free`` more bytes (None: no limit yet).
+
+    Every file opened for writing below ``root`` (``open``, ``io.open``, so ``Path.write_text``,
+    ``np.save``, ``torch.save`` to a file object, PIL...) writes through a raw file that takes
+    bytes from ``free``; the write that finds it empty fails as a full disk does, with
+    ``OSError(ENOSPC)``, after writing what fitted (buffered writers see it when they flush,
+    as on a real disk). Deleting files gives nothing back. ``failed`` lists the paths whose
+    writes failed.
+    """
+
+    def __init__(self, root):
+        self.root, self.free, self.failed = Path(root).resolve(), None, []
+
+    def take(self, path, n: int) -> int:
+        if self.free is None:
+            return n
+        if self.free == 0 and n > 0:
+            self.failed.append(Path(path))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        n = min(n, self.free)
+        self.free -= n
+        return n
+
+    def below(self, file) -> bool:
+        try:
+            return Path(os.fspath(file)).resolve().is_relative_to(self.root)
+        except TypeError:  # a file descriptor
+            return False
+
+
+class _FullDiskRaw(io.RawIOBase):
+    def __init__(self, raw, disk: FullDisk):
+        super().__init__()
+        self.raw, self.disk = raw, disk
+
+    name = property(lambda self: self.raw.name)
+    mode = property(lambda self: self.raw.mode)
+
+    def write(self, b) -> int:
+        n = self.disk.take(self.raw.name, len(memoryview(b).cast("B")))
+        return self.raw.write(memoryview(b).cast("B")[:n])
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.raw.close()
+
+    def readable(self): return self.raw.readable()  # noqa: E704
+    def writable(self): return self.raw.writable()  # noqa: E704
+    def seekable(self): return self.raw.seekable()  # noqa: E704
+    def fileno(self): return self.raw.fileno()  # noqa: E704
+    def readinto(self, b): return self.raw.readinto(b)  # noqa: E704
+    def seek(self, pos, whence=0): return self.raw.seek(pos, whence)  # noqa: E704
+    def tell(self): return self.raw.tell()  # noqa: E704
+    def truncate(self, size=None): return self.raw.truncate(size)  # noqa: E704
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A :class:`FullDisk` below ``tmp_path``; set its ``free`` to fill it."""
+    disk, real_open = FullDisk(tmp_path), io.open
+
+    def fake_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
+                  closefd=True, opener=None):
+        if not any(c in mode for c in "wax+") or not disk.below(file):
+            return real_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        raw = _FullDiskRaw(real_open(file, mode.replace("t", "").replace("b", "") + "b",
+                                     buffering=0, closefd=closefd, opener=opener), disk)
+        if buffering == 0:
+            return raw
+        size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+        buffered = (io.BufferedRandom if "+" in mode else io.BufferedWriter)(raw, size)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding, errors, newline,
+                                line_buffering=buffering == 1)
+
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    return disk

@@ -1,5 +1,6 @@
 """Resumable training: exact resume after a kill, SIGTERM checkpoints, config checks."""
 
+import errno
 import json
 import os
 import signal
@@ -301,3 +302,151 @@ def test_resume_after_a_kill_at_a_random_step_is_exact(data, uninterrupted, tmp_
     assert run["resumed_from_step"] == last_checkpoint
     _assert_same_state(uninterrupted, out)
     assert len((out / "stats.jsonl").read_text().splitlines()) == 4
+
+
+# --- faults: a full disk, a truncated checkpoint (issue 18) --------------------------------------
+
+
+def _dying_at(monkeypatch, call, before=None):
+    """Make the ``call``-th training step raise :class:`Killed` (``before()`` runs first, in
+    place of dying, if given: the step then runs)."""
+    import medgan.training.loop
+
+    real_step, calls = medgan.training.loop.train_step, []
+
+    def step(*args, **kw):
+        calls.append(1)
+        if len(calls) == call:
+            if before is None:
+                raise Killed
+            before()
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(medgan.training.loop, "train_step", step)
+    return lambda: monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
+
+
+def test_a_full_disk_while_writing_a_checkpoint_keeps_the_last_one(data, uninterrupted,
+                                                                   tmp_path, monkeypatch,
+                                                                   full_disk):
+    from medgan.errors import DiskFullError
+
+    out = tmp_path / "full"
+    schedule = {**SCHEDULE, "checkpoint_every": 3}
+    kept = {}
+
+    def fill_the_disk():  # in step 6: the log row of step 6 fits, its checkpoint does not
+        kept["bytes"] = (out / "checkpoint.pt").read_bytes()
+        full_disk.free = 4096
+
+    restore = _dying_at(monkeypatch, 6, before=fill_the_disk)
+    with pytest.raises(DiskFullError) as err:
+        _train(data, out, schedule=schedule)
+    restore()
+    assert full_disk.failed and err.value.errno == errno.ENOSPC
+    assert str(err.value).startswith(f"{out / 'checkpoint.pt'}: disk full (No space left on "
+                                     "device) while writing it; nothing was replaced: the "
+                                     "previous checkpoint.pt (if any) is as it was")
+    assert (out / "checkpoint.pt").read_bytes() == kept["bytes"]  # step 3's, byte for byte
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    assert sorted(p.name for p in out.iterdir()) == [  # no temporary file left
+        "checkpoint.pt", "stats.jsonl.partial"]
+
+    full_disk.free = None  # space freed: the run resumes from step 3 as after a kill
+    run = _train(data, out, schedule=schedule)
+    assert run["resumed_from_step"] == 3
+    _assert_same_state(uninterrupted, out)
+
+
+def test_a_full_disk_while_logging_keeps_the_last_checkpoint(data, uninterrupted, tmp_path,
+                                                             monkeypatch, full_disk):
+    from medgan.errors import DiskFullError
+
+    out = tmp_path / "full"
+    schedule = {**SCHEDULE, "checkpoint_every": 3}
+    restore = _dying_at(monkeypatch, 4, before=lambda: setattr(full_disk, "free", 0))
+    with pytest.raises(DiskFullError, match=r"stats\.jsonl\.partial: disk full .* a new run "
+                                            "resumes from that checkpoint"):
+        _train(data, out, schedule=schedule)
+    restore()
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    full_disk.free = None
+    assert _train(data, out, schedule=schedule)["resumed_from_step"] == 3
+    _assert_same_state(uninterrupted, out)
+
+
+def _truncate(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.0])  # cut short; empty (a crash lost its content)
+def test_a_truncated_checkpoint_is_refused_and_training_resumes_from_the_last_good_one(
+        data, uninterrupted, tmp_path, monkeypatch, caplog, keep):
+    out, schedule = tmp_path / "cut", {**SCHEDULE, "checkpoint_every": 3}
+    restore = _dying_at(monkeypatch, 7)  # checkpoints after steps 3 and 6; killed in step 7
+    with pytest.raises(Killed):
+        _train(data, out, schedule=schedule)
+    restore()
+    checkpoint, previous = out / "checkpoint.pt", out / "checkpoint.prev.pt"
+    assert load_checkpoint(checkpoint)["step"] == 6 and load_checkpoint(previous)["step"] == 3
+    _truncate(checkpoint, keep)
+    with pytest.raises(InputError, match="not a readable torch checkpoint") as err:
+        load_checkpoint(checkpoint)
+    assert err.value.path == str(checkpoint)
+
+    # resumed from step 3, then killed in step 7 again: the truncated file was replaced by the
+    # checkpoint of step 6, and the good one of step 3 kept (not the truncated one)
+    restore = _dying_at(monkeypatch, 4)
+    with caplog.at_level("WARNING", logger="medgan.training.loop"), pytest.raises(Killed):
+        _train(data, out, schedule=schedule)
+    restore()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{checkpoint}: not a readable torch checkpoint")
+    assert warnings[0].endswith(f"resuming from the last good checkpoint instead: {previous} "
+                                "(step 3)")
+    assert load_checkpoint(checkpoint)["step"] == 6 and load_checkpoint(previous)["step"] == 3
+
+    run = _train(data, out, schedule=schedule)
+    assert run["resumed_from_step"] == 6
+    _assert_same_state(uninterrupted, out)  # as if nothing had happened
+    rows = [json.loads(r) for r in (out / "stats.jsonl").read_text().splitlines()]
+    whole = [json.loads(r) for r in (uninterrupted / "stats.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["d_loss"], r["g_loss"]) for r in rows] == [
+        (w["step"], w["d_loss"], w["g_loss"]) for w in whole]
+    assert sorted(p.name for p in out.iterdir()) == [  # the previous one is gone at the end
+        "checkpoint.pt", "losses.png", "run.json", "samples.png", "snapshots.jsonl",
+        "stats.jsonl"]
+
+
+def test_a_truncated_checkpoint_resumes_from_the_last_good_one_in_a_resume_dir(
+        data, uninterrupted, tmp_path, monkeypatch):
+    out, state = tmp_path / "out", tmp_path / "resume"
+    schedule = {**SCHEDULE, "checkpoint_every": 2}
+    restore = _dying_at(monkeypatch, 5)  # checkpoints after steps 2 and 4
+    with pytest.raises(Killed):
+        _train(data, out, schedule=schedule, resume_dir=state)
+    restore()
+    _truncate(state / "checkpoint.pt", 0.3)
+    run = _train(data, out, schedule=schedule, resume_dir=state)
+    assert run["resumed_from_step"] == 2
+    _assert_same_state(uninterrupted, out)
+    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*")) == [
+        "finished", "finished/checkpoint.pt", "finished/stats.jsonl"]
+
+
+def test_a_truncated_checkpoint_without_an_earlier_one_is_refused_naming_it(data, tmp_path,
+                                                                           monkeypatch):
+    out = tmp_path / "cut"
+    restore = _dying_at(monkeypatch, 5)  # one checkpoint, after step 3
+    with pytest.raises(Killed):
+        _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    restore()
+    assert not (out / "checkpoint.prev.pt").exists()
+    _truncate(out / "checkpoint.pt", 0.5)
+    with pytest.raises(InputError) as err:
+        _train(data, out, schedule={**SCHEDULE, "checkpoint_every": 3})
+    assert str(err.value).startswith(f"{out / 'checkpoint.pt'}: not a readable torch "
+                                     "checkpoint: truncated or corrupt (")
+    assert str(err.value).endswith("delete it or pass resume=False to start afresh")

@@ -14,6 +14,7 @@ import os
 import pickle
 import struct
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,19 +32,37 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write ``checkpoint`` (a plain dict) to ``path`` atomically."""
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any], *,
+                    previous: str | os.PathLike | None = None) -> None:
+    """Write ``checkpoint`` (a plain dict) to ``path`` atomically, on disk before it is renamed
+    into place (``fsync``: a crash just after cannot leave a truncated file under ``path``).
+
+    ``previous``: keep the checkpoint now at ``path`` under this name, in place of the one
+    there (which is deleted first, freeing its space): two checkpoints on disk, as while
+    writing without. A full disk raises :class:`~medgan.errors.DiskFullError` naming ``path``,
+    with the checkpoint at ``path`` as it was (and ``previous`` deleted). The bytes depend on
+    the content only (``torch.save`` to a file object: not on the temporary file's name).
+    """
     if not isinstance(checkpoint, dict):
         raise TypeError(f"a checkpoint is a plain dict, got {type(checkpoint).__name__}")
+    path = Path(path)
+    if previous is not None:
+        Path(previous).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        with open(tmp, "wb") as fh:  # a file object: a full disk raises OSError(ENOSPC)
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if previous is not None and path.is_file():
+            os.replace(path, previous)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
                     required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a checkpoint dict with ``torch.load(..., weights_only=True)``.
 
-    Raises :class:`InputError` naming ``path`` if the file is missing, is not a torch file,
+    Raises :class:`InputError` naming ``path`` if the file is missing, is not a torch file
+    (e.g. truncated: a copy cut short, a crash of a file system that lost its end),
     holds anything but tensors and plain containers (e.g. a pickled class instance), or lacks
     one of the ``required`` keys.
     """
@@ -57,16 +76,25 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             raise InputError(path, "refused: the checkpoint holds Python objects other than "
                                    f"tensors and plain containers ({reason})") from err
         raise InputError(path, f"not a readable torch checkpoint ({reason})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, struct.error) as err:
-        raise InputError(path, f"not a readable torch checkpoint ({type(err).__name__}: "
-                               f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"
-                         ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, struct.error) as err:
+        raise InputError(path, _unreadable(path, err)) from err
     if not isinstance(ckpt, dict):
         raise InputError(path, f"a checkpoint must be a dict, found {type(ckpt).__name__}")
     missing = [k for k in required if k not in ckpt]
     if missing:
         raise InputError(path, f"checkpoint lacks key(s) {missing}")
     return ckpt
+
+
+def _unreadable(path: str | os.PathLike, err: Exception) -> str:
+    """Why torch cannot read ``path``: its size and the first sentence of torch's error."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "not a readable torch checkpoint: the file is empty (0 bytes)"
+    text = " ".join(str(err).split())
+    first = text.split(". ")[0] if text else ""
+    return (f"not a readable torch checkpoint: truncated or corrupt ({size} bytes; "
+            f"{type(err).__name__}{': ' + first if first else ''})")
 
 
 def _unpickler_reason(err: Exception) -> str:

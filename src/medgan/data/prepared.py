@@ -13,6 +13,7 @@ channels by name (e.g. one MRI sequence, or all four for Han 2018's "Concat").
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from medgan import __version__
-from medgan.atomic import write_json
+from medgan.atomic import atomic_path, disk_full_reported, json_text
 from medgan.errors import InputError
 
 IMAGES = "images.npy"
@@ -79,11 +80,23 @@ class PreparedDatasetWriter:
         self._tmp_images: Path | None = None
 
     def __enter__(self) -> PreparedDatasetWriter:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._tmp_images = self.out_dir / f".{IMAGES}.{os.getpid()}.tmp"
-        self._fh = open(self._tmp_images, "wb")  # noqa: SIM115 - closed in __exit__
-        self._fh.write(_npy_header((0, len(self.channels), 0, 0)))
+        try:
+            with self._disk_full_reported(IMAGES):
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self._tmp_images = self.out_dir / f".{IMAGES}.{os.getpid()}.tmp"
+                self._fh = open(self._tmp_images, "wb")  # noqa: SIM115 - closed in __exit__
+                self._fh.write(_npy_header((0, len(self.channels), 0, 0)))
+        except BaseException:
+            self._discard()
+            raise
         return self
+
+    def _disk_full_reported(self, name: str) -> contextlib.AbstractContextManager:
+        """A full disk while writing ``name`` -> :class:`~medgan.errors.DiskFullError` saying
+        that the previous dataset (if any) is as it was."""
+        return disk_full_reported(self.out_dir / name, kept=(
+            f"nothing was replaced: the previous {IMAGES}, {META} and {INFO} of "
+            f"{self.out_dir} (if any) are as they were"))
 
     def append(self, images: np.ndarray, rows: list[dict[str, Any]]) -> None:
         """Append ``images`` (n, C, H, W) and their ``rows`` of metadata."""
@@ -100,7 +113,8 @@ class PreparedDatasetWriter:
             raise ValueError("images contain NaN or infinite values")
         if images.shape[0] == 0:
             return
-        self._fh.write(np.ascontiguousarray(images).tobytes())
+        with self._disk_full_reported(IMAGES):
+            self._fh.write(np.ascontiguousarray(images).tobytes())
         flat = images.transpose(1, 0, 2, 3).reshape(len(self.channels), -1).astype(np.float64)
         self._min = np.minimum(self._min, flat.min(axis=1))
         self._max = np.maximum(self._max, flat.max(axis=1))
@@ -114,18 +128,27 @@ class PreparedDatasetWriter:
             if exc_type is None:
                 self._finish()
         finally:
-            if self._fh is not None and not self._fh.closed:
+            self._discard()
+
+    def _discard(self) -> None:
+        """Close and remove the temporary images file (gone already once it is in place)."""
+        if self._fh is not None and not self._fh.closed:
+            with contextlib.suppress(OSError):  # a full disk fails the last flush again
                 self._fh.close()
-            if self._tmp_images is not None and self._tmp_images.exists():
-                self._tmp_images.unlink()
+        if self._tmp_images is not None and self._tmp_images.exists():
+            self._tmp_images.unlink()
 
     def _finish(self) -> None:
+        """Complete images.npy, write meta.tsv and dataset.json beside it, then put all three
+        in place: every byte is written before the first rename, so a full disk (or any error)
+        leaves a previous dataset in ``out_dir`` as it was."""
         if self._n == 0:
             raise ValueError(f"no images were written to {self.out_dir}")
         h, w = self._hw
-        self._fh.seek(0)
-        self._fh.write(_npy_header((self._n, len(self.channels), h, w)))
-        self._fh.close()
+        with self._disk_full_reported(IMAGES):
+            self._fh.seek(0)
+            self._fh.write(_npy_header((self._n, len(self.channels), h, w)))
+            self._fh.close()
         count = self._n * h * w
         mean = self._sum / count
         std = np.sqrt(np.maximum(self._sumsq / count - mean**2, 0.0))
@@ -147,18 +170,20 @@ class PreparedDatasetWriter:
             "medgan_version": __version__,
             **self.info,
         }
-        _write_tsv(self.out_dir / META, self._rows)
-        write_json(self.out_dir / INFO, info)
+        with atomic_path(self.out_dir / INFO) as js, atomic_path(self.out_dir / META) as meta:
+            with self._disk_full_reported(META):
+                _write_tsv(meta, self._rows)
+            with self._disk_full_reported(INFO):
+                js.write_text(json_text(info))
+        # leaving the block renamed meta.tsv, then dataset.json, into place; images.npy last
         os.replace(self._tmp_images, self.out_dir / IMAGES)
 
 
 def _write_tsv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from medgan.atomic import atomic_path
-
     columns: list[str] = []
     for r in rows:
         columns.extend(k for k in r if k not in columns)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(
             fh, fieldnames=columns, delimiter="\t", lineterminator="\n", restval=""
         )

@@ -45,6 +45,13 @@ log's rows up to that step kept. On CPU with the same thread count the resumed r
 an uninterrupted run's bit for bit. SIGTERM makes the loop finish the current step, write a
 checkpoint and raise :class:`~medgan.training.checkpoint.TrainingInterrupted` (exit status 75).
 
+Faults: each interim checkpoint is on disk (fsync) before it replaces the last one, which is kept
+as ``checkpoint.prev.pt`` until the run completes. A checkpoint that cannot be read (truncated,
+corrupt) is refused with a warning naming it, and training resumes from the previous one (the
+next interim checkpoint replaces the refused file); none readable is an
+:class:`~medgan.errors.InputError` naming it. A full disk while writing a checkpoint or the log
+raises :class:`~medgan.errors.DiskFullError` naming the file, the last checkpoint as it was.
+
 Latents: ``schedule.latent_distribution`` ``"normal"`` (default, N(0, 1)) or ``"uniform"``
 (U(-1, 1), Delplace) is used for every latent the trainer draws (training and sample latents) and,
 recorded in the checkpoint's config, by :func:`~medgan.training.generate.generate_images` (see
@@ -131,7 +138,7 @@ def train_gan(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     are config dicts (see :mod:`medgan.models`, :mod:`medgan.training.losses`,
     :func:`~medgan.training.schedule.resolve_optimizer`,
     :func:`~medgan.training.schedule.resolve_schedule`). ``resume``: continue from
-    ``out_dir/checkpoint.pt`` if present
+    ``out_dir/checkpoint.pt`` if present, or from the one before it if that cannot be read
     (its config must match, else :class:`InputError` naming the file and the differing key);
     ``False`` starts afresh and overwrites it. ``resume_dir`` (default ``out_dir``) holds the
     interim checkpoints and the partial log instead, and keeps only the final state at the end
@@ -213,8 +220,9 @@ class TrainingLoop:
                                check=lambda path, ckpt: check_resumable(path, ckpt, run.config))
             self.ranks.barrier()
         found = files.resumable()
+        self.trusted: Path | None = None  # the interim checkpoint file known to be good
         if resume and found:
-            self.start_step = state.resume(found)
+            self.start_step = self.resume_last_good(found)
             if self.main:
                 rows = continue_stats([files.partial_stats, files.stats], self.start_step)
         if self.main:
@@ -227,6 +235,17 @@ class TrainingLoop:
         self.deadline = JobDeadline.from_environment()  # a SLURM job's end time, else None
         self.monitor = Monitor.open(run, state, files, scorer=snapshot_scorer,
                                     tensorboard=tensorboard, start_step=self.start_step)
+
+    def resume_last_good(self, found: list[Path]) -> int:
+        """Resume from the newest readable checkpoint of ``found``; a refused one (truncated,
+        corrupt) is named in a warning, and left for the next interim checkpoint to replace."""
+        path, step, refused = self.state.resume_last_good(found)
+        if refused and self.main:
+            log.warning("%s; resuming from the last good checkpoint instead: %s (step %d)",
+                        "; ".join(map(str, refused)), path, step)
+        if path in (self.files.checkpoint, self.files.previous_checkpoint):
+            self.trusted = path
+        return step
 
     # --- what one step draws ------------------------------------------------------------------
 
@@ -355,9 +374,24 @@ class TrainingLoop:
             self.log.flush()
             path = path or (self.files.final_checkpoint if final else self.files.checkpoint)
             checkpoint = self.state.checkpoint(step)
-            if self.main:
+            if self.main and path == self.files.checkpoint:
+                self.save_interim(checkpoint)
+            elif self.main:
                 save_checkpoint(path, checkpoint)
             self.ranks.barrier()
+
+    def save_interim(self, checkpoint: dict[str, Any]) -> None:
+        """Write the interim checkpoint, keeping the one it replaces as the previous one if
+        that is known to be good (written or resumed from by this run); else keep a previous
+        one that is (resumed from), or drop it (another run's, or unreadable)."""
+        files = self.files
+        if self.trusted == files.checkpoint:
+            save_checkpoint(files.checkpoint, checkpoint, previous=files.previous_checkpoint)
+        else:
+            if self.trusted != files.previous_checkpoint:
+                files.previous_checkpoint.unlink(missing_ok=True)
+            save_checkpoint(files.checkpoint, checkpoint)
+        self.trusted = files.checkpoint
 
     def write_samples(self, step: int) -> None:
         if not self.main:
@@ -393,6 +427,7 @@ class TrainingLoop:
         plot_training_curves(files.stats, files.snapshots, files.out / "losses.png",
                              title=f"{files.out.name}: {config['architecture']['name']}, "
                                    f"{config['loss']['name']}")
+        files.previous_checkpoint.unlink(missing_ok=True)
         if files.state_dir != files.out:
             files.checkpoint.unlink(missing_ok=True)
             with contextlib.suppress(OSError):

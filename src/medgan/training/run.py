@@ -165,6 +165,12 @@ class RunFiles:
         return self.state_dir / "checkpoint.pt"
 
     @property
+    def previous_checkpoint(self) -> Path:
+        """The interim checkpoint before the last one, kept until the run completes: what a
+        run resumes from when the last one cannot be read (e.g. truncated)."""
+        return self.state_dir / "checkpoint.prev.pt"
+
+    @property
     def final_checkpoint(self) -> Path:
         return self.out / "checkpoint.pt"
 
@@ -189,10 +195,11 @@ class RunFiles:
         """The ``schedule.keep_best`` snapshot's checkpoint."""
         return self.out / "checkpoint_best.pt"
 
-    def resumable(self) -> Path | None:
-        """The checkpoint a run continues from: the interim one, else a finished one."""
-        found = [p for p in (self.checkpoint, self.final_checkpoint) if p.is_file()]
-        return found[0] if found else None
+    def resumable(self) -> list[Path]:
+        """The checkpoints a run may continue from, newest first: the interim one, the one
+        before it, a finished one (those that exist)."""
+        paths = dict.fromkeys((self.checkpoint, self.previous_checkpoint, self.final_checkpoint))
+        return [p for p in paths if p.is_file()]
 
 
 def run_record(run: TrainingRun, *, provenance: dict | None, start_step: int, t_start: float,

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from medgan.atomic import write_text
+from medgan.atomic import disk_full_reported, write_text
 from medgan.training.generate import sample_images
 from medgan.training.schedule import KEEP_BEST, draw_latents
 
@@ -143,7 +143,8 @@ class Snapshots:
                "snapshot_s": time.perf_counter() - t0}
         self.rows.append(row)
         if self.path is not None:
-            with open(self.path, "a") as fh:
+            with disk_full_reported(self.path, kept="the rows before it are as they were"), \
+                    open(self.path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
         log.info("snapshot %s", row)
         is_best = bool(self.keep_best) and better(self.keep_best, row.get(self.keep_best),

@@ -226,10 +226,28 @@ class TrainingState:
             self.loss.load_state_dict(ckpt["loss_state"])
         restore_rng_state(ckpt["rng"], self.generators)
 
-    def resume(self, path: Path) -> int:
-        """Load the checkpoint at ``path`` into this state and return its step; a checkpoint of
-        another run or an unreadable one -> :class:`InputError` naming ``path``."""
-        ckpt = load_checkpoint(path)
+    def resume_last_good(self, paths: list[Path]) -> tuple[Path, int, list[InputError]]:
+        """Resume from the first of ``paths`` (newest first) that can be read; return it, its
+        step, and the refusals (:class:`InputError`) of the unreadable ones before it, e.g. a
+        truncated file. A readable checkpoint of another run is refused as by :meth:`resume`;
+        none readable -> :class:`InputError` naming the newest."""
+        refused: list[InputError] = []
+        for path in paths:
+            try:
+                ckpt = load_checkpoint(path)
+            except InputError as err:
+                refused.append(err)
+                continue
+            return path, self.resume(path, ckpt), refused
+        others = "".join(f"; nor can the earlier {err}" for err in refused[1:])
+        raise InputError(refused[0].path, f"{refused[0].problem}{others}; delete it or pass "
+                                          "resume=False to start afresh")
+
+    def resume(self, path: Path, ckpt: dict[str, Any] | None = None) -> int:
+        """Load the checkpoint at ``path`` (read already: ``ckpt``) into this state and return
+        its step; a checkpoint of another run or an unreadable one -> :class:`InputError`
+        naming ``path``."""
+        ckpt = load_checkpoint(path) if ckpt is None else ckpt
         check_resumable(path, ckpt, self.config)
         try:
             self.load_checkpoint_dict(ckpt)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgan.atomic import write_text
+from medgan.atomic import disk_full_reported, write_text
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,20 @@ class StatsLog:
         self.t_train = self.t_interval = time.perf_counter()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.fh is not None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.fh is None:
+            return
+        if exc_type is not None:  # e.g. a full disk: the close would fail the same way again
+            with contextlib.suppress(OSError):
+                self.fh.close()
+            return
+        with self._disk_full_reported():
             self.fh.close()
+
+    def _disk_full_reported(self) -> contextlib.AbstractContextManager:
+        return disk_full_reported(self.path, kept="the rows before it and the last checkpoint "
+                                                  "are as they were, and a new run resumes from "
+                                                  "that checkpoint")
 
     def count_step(self, images: int) -> None:
         """One training step that showed D ``images`` real images."""
@@ -102,8 +113,9 @@ class StatsLog:
         if not tolerate_divergence and not row_is_finite(row):
             raise FloatingPointError(f"{self.run_name}: training diverged at step {step}: {row}")
         if self.fh is not None:
-            self.fh.write(json.dumps(row) + "\n")
-            self.fh.flush()
+            with self._disk_full_reported():
+                self.fh.write(json.dumps(row) + "\n")
+                self.fh.flush()
             log.info("%s", row)
         self.last_row = row
         self.t_interval, self.overhead, self.steps_in_interval = time.perf_counter(), 0.0, 0
@@ -121,7 +133,8 @@ class StatsLog:
 
     def flush(self) -> None:
         if self.fh is not None:
-            self.fh.flush()
+            with self._disk_full_reported():
+                self.fh.flush()
 
     @property
     def train_s(self) -> float:
