@@ -17,11 +17,12 @@ configs (``config/studies/han2018.yaml``, ``beers2018.yaml``) with every BraTS d
 ``path`` set to the release (Beers' fundus dataset to 4 fundus phantoms) by a second
 ``--configfile``; without ``--release`` it writes a 1,251-case release at 24 x 24 x 16 voxels
 (a dry run reads no voxels). For scale it also times Han's dry run on a 4-case release and
-``snakemake -n`` of an empty Snakefile (Snakemake's own start-up). Each is run ``--repeats``
-times as a fresh process; the table gives the least and the median wall time and the least CPU
-time (user + sys of the child). Wall time grows with the machine's load (printed); CPU time
-much less. ``--profile N`` also prints the N functions with the most cumulative CPU time of one
-dry run of the first study (cProfile, process-time clock).
+``snakemake -n`` of an empty Snakefile (Snakemake's own start-up). ``--workflows A B`` times
+the workflows of two checkouts side by side (before and after a change). Each run is repeated
+``--repeats`` times as a fresh process, the repeats interleaved; the table gives the least and
+the median wall time and CPU time (user + sys of the child). Wall time grows with the
+machine's load (printed); CPU time much less. ``--profile N`` also prints the N functions
+with the most cumulative CPU time of one dry run of the first study (cProfile, CPU clock).
 
 ``prepare`` runs :func:`medgan.data.prepare.prepare_dataset` (what the workflow's
 ``prepare_dataset`` rule calls) with a paper config's dataset section (``--dataset``, default
@@ -66,12 +67,13 @@ def write_release(out: Path, *, cases: int, shape, distinct: int | None, lgg: in
     return time.perf_counter() - start
 
 
-def copy_workflow(work: Path) -> None:
-    """The workflow (Snakefile, rules, schemas, envs, configs) in ``work``, as the tests do."""
+def copy_workflow(work: Path, source: Path = ROOT) -> None:
+    """The workflow of checkout ``source`` (Snakefile, rules, schemas, envs, configs) in
+    ``work``, as the tests do."""
     work.mkdir(parents=True)
-    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
+    shutil.copy(source / "Snakefile", work / "Snakefile")
     for name in ("workflow", "envs", "config"):
-        shutil.copytree(ROOT / name, work / name)
+        shutil.copytree(source / name, work / name)
 
 
 def study_override(study: str, *, brats: Path, fundus: Path) -> dict:
@@ -121,17 +123,22 @@ def dry_run_cases(tmp: Path, args) -> list[tuple[str, list[str], Path]]:
 
     fundus = tmp / "fundus"
     make_fundus_phantoms(fundus, n_images=4, size=64)
-    work = tmp / "work"
-    copy_workflow(work)
     runs = []
-    for study in args.studies:
-        for label, brats in ((f"{study}, {n_cases} cases", release), (f"{study}, 4 cases", small)):
-            if brats is small and study != args.studies[0]:
-                continue
-            override = tmp / f"{study}_{brats.name}.yaml"
-            override.write_text(yaml.safe_dump(study_override(study, brats=brats, fundus=fundus)))
-            configs = ["--configfile", f"config/studies/{study}.yaml", str(override)]
-            runs.append((label, ["-n", *configs, "--cores", "1"], work))
+    sources = [Path(w).resolve() for w in args.workflows]
+    for k, source in enumerate(sources):
+        work = tmp / f"work{k}"
+        copy_workflow(work, source)
+        tag = f"{source.name}: " if len(sources) > 1 else ""
+        for study in args.studies:
+            for brats in (release, small):
+                if brats is small and study != args.studies[0]:
+                    continue
+                n = n_cases if brats is release else 4
+                override = tmp / f"{study}_{brats.name}.yaml"
+                override.write_text(yaml.safe_dump(study_override(study, brats=brats,
+                                                                  fundus=fundus)))
+                configs = ["--configfile", f"config/studies/{study}.yaml", str(override)]
+                runs.append((f"{tag}{study}, {n} cases", ["-n", *configs, "--cores", "1"], work))
     empty = tmp / "empty"
     empty.mkdir()
     (empty / "Snakefile").write_text("rule all:\n    input: [],\n")
@@ -144,20 +151,22 @@ def dryrun(args) -> int:
         tmp = Path(tmp)
         runs = dry_run_cases(tmp, args)
         print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
-        rows = []
-        for label, smk_args, cwd in runs:
-            walls, cpus, jobs = [], [], None
-            for _ in range(args.repeats):
+        walls = [[] for _ in runs]
+        cpus = [[] for _ in runs]
+        jobs = [0] * len(runs)
+        for _ in range(args.repeats):  # interleaved, so that a change of load hits every run
+            for k, (_, smk_args, cwd) in enumerate(runs):
                 wall, cpu, out = timed_run([str(SNAKEMAKE), *smk_args], cwd)
-                walls.append(wall)
-                cpus.append(cpu)
-                jobs = planned_jobs(out).get("total", 0) if "Job stats:" in out else 0
-            rows.append((label, jobs, min(walls), statistics.median(walls), min(cpus)))
+                walls[k].append(wall)
+                cpus[k].append(cpu)
+                jobs[k] = planned_jobs(out).get("total", 0) if "Job stats:" in out else 0
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         print_table(("snakemake -n", "jobs", "wall s (least)", "wall s (median)",
-                     "CPU s (least)"),
-                    [(label, str(jobs), f"{wmin:.2f}", f"{wmed:.2f}", f"{cmin:.2f}")
-                     for label, jobs, wmin, wmed, cmin in rows])
+                     "CPU s (least)", "CPU s (median)"),
+                    [(label, str(jobs[k]), f"{min(walls[k]):.2f}",
+                      f"{statistics.median(walls[k]):.2f}", f"{min(cpus[k]):.2f}",
+                      f"{statistics.median(cpus[k]):.2f}")
+                     for k, (label, _, _) in enumerate(runs)])
         if args.profile:
             label, smk_args, cwd = runs[0]
             print(f"\nmost cumulative CPU time, one dry run ({label}):")
@@ -270,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     dr = sub.add_parser("dryrun", help="time snakemake -n of the BraTS paper configs")
     dr.add_argument("--release", help="a release folder (default: 1,251 cases written to tmp)")
     dr.add_argument("--studies", nargs="+", default=["han2018", "beers2018"])
+    dr.add_argument("--workflows", nargs="+", default=[str(ROOT)], metavar="CHECKOUT",
+                    help="checkouts whose workflows to time side by side (default: this one)")
     dr.add_argument("--repeats", type=int, default=3)
     dr.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also print the top N functions of a profiled dry run")
