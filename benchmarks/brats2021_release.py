@@ -253,15 +253,21 @@ def prepare(args) -> int:
             print(f"wrote {args.cases} cases ({args.lgg} LGG) of {tuple(args.shape)} in "
                   f"{seconds:.1f} s ({seconds / args.cases:.2f} s per case)")
         dataset["path"] = str(source)
-        cpu0, start = time.process_time(), time.perf_counter()
+        cpu0, kids0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
         info = prepare_dataset(source, tmp / "out", dataset=dataset, name=args.dataset,
                                workers=args.workers)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    kept = args.cases if not dataset.get("grades") else f"the {', '.join(dataset['grades'])}"
-    print(f"prepare_dataset({args.dataset}, workers={args.workers}): {kept} cases -> "
-          f"{info['n_images']} images of {info.get('channels')} in {wall:.1f} s wall "
-          f"({wall / args.cases:.2f} s per case read; CPU of this process {cpu:.1f} s, "
-          f"workers not counted); load average {os.getloadavg()[0]:.1f}")
+        wall = time.perf_counter() - start
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (time.process_time() - cpu0 + kids.ru_utime - kids0.ru_utime
+               + kids.ru_stime - kids0.ru_stime)
+    grades = ", ".join(dataset["grades"]) if dataset.get("grades") else "all"
+    kept = info.get("n_subjects", args.cases)
+    print(f"prepare_dataset({args.dataset}, workers={args.workers}): {args.cases} cases, "
+          f"{kept} kept (grades: {grades}) -> {info['n_images']} images of "
+          f"{info.get('channels')}, {info.get('resolution')} px, in {wall:.1f} s wall "
+          f"({wall / max(kept, 1):.2f} s per case kept), {cpu:.1f} s CPU with the workers; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 
