@@ -187,7 +187,7 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 _PROFILE = """
 import cProfile, pstats, sys, time
 from snakemake.cli import main
-sys.argv = ["snakemake", *sys.argv[1:]]
+out, sys.argv = sys.argv[1], ["snakemake", *sys.argv[2:]]
 prof = cProfile.Profile(time.process_time)
 prof.enable()
 try:
@@ -195,8 +195,8 @@ try:
 except SystemExit:
     pass
 prof.disable()
-sys.stdout = sys.__stderr__
-pstats.Stats(prof, stream=sys.__stdout__).sort_stats("cumulative").print_stats(int(TOP))
+with open(out, "w") as f:
+    pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(int(TOP))
 """
 
 
@@ -204,9 +204,10 @@ def profile_run(smk_args: list[str], cwd: Path, *, top: int) -> None:
     """One dry run under cProfile (CPU clock); print its ``top`` functions by cumulative time.
     The profiler inflates pure-Python code (YAML parsing, Snakemake's parser) several times."""
     code = _PROFILE.replace("TOP", str(top))
-    proc = subprocess.run([sys.executable, "-c", code, *smk_args], cwd=cwd,
+    stats = cwd / "profile.txt"
+    proc = subprocess.run([sys.executable, "-c", code, str(stats), *smk_args], cwd=cwd,
                           capture_output=True, text=True)
-    print(proc.stdout[-20000:] if proc.returncode == 0 else proc.stderr[-3000:])
+    print(stats.read_text() if stats.is_file() else proc.stderr[-3000:])
 
 
 def subset(release: Path, n: int, out: Path) -> Path:
