@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from medgan.config import ConfigError, check_config, study_models
+from medgan.config import SCHEMA_JSON, ConfigError, check_config, schema_json_text, study_models
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -40,6 +40,14 @@ def test_shipped_configs_validate_and_are_consistent(path):
     cfg = load(REPO / path)
     validate(cfg, SCHEMA)
     check_config(cfg)
+
+
+def test_the_json_schema_the_snakefile_validates_with_is_the_yaml_schema():
+    assert SCHEMA_JSON in (REPO / "Snakefile").read_text()
+    assert (REPO / SCHEMA_JSON).read_text() == schema_json_text(SCHEMA), (
+        f"{SCHEMA_JSON} is out of date: after editing the YAML schema run (in the repository "
+        f"root) python -c 'from medgan.config import write_schema_json; write_schema_json()'"
+    )
 
 
 def test_defaults_are_filled_in(default_config):

@@ -4,6 +4,7 @@ from medgan.data.phantoms.brats import (
     TISSUE_LABELS,
     brats_phantom_labels,
     brats_phantom_subject,
+    make_brats2021_phantoms,
     make_brats_phantoms,
 )
 
@@ -13,6 +14,7 @@ __all__ = [
     "brats_phantom_labels",
     "brats_phantom_subject",
     "make_brats_phantoms",
+    "make_brats2021_phantoms",
 ]
 
 

@@ -6,7 +6,8 @@ Each subject is written the way a BraTS 2017-2021 training release lays it out::
 
 and, with grades (``n_lgg`` low-grade cases), either in BRATS 2015-2018's grade folders
 (``<out_dir>/HGG/<case>/``, ``<out_dir>/LGG/<case>/``) or with BraTS 2019-2020's
-``<out_dir>/name_mapping.csv`` (``grade_layout``).
+``<out_dir>/name_mapping.csv`` (``grade_layout``). :func:`make_brats2021_phantoms` names the
+cases as BraTS 2021 does, ``<out_dir>/BraTS2021_00000/BraTS2021_00000_t1.nii.gz`` and on.
 
 Volumes are float32 on a 1 mm grid with the "LPS" affine of the real files (axis 0 runs
 right -> left, axis 1 anterior -> posterior, axis 2 inferior -> superior), background exactly
@@ -23,6 +24,7 @@ contrasts, then smoothed (partial volume), textured, bias-field modulated and no
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -299,7 +301,7 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 def make_brats_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 10,
                         shape=(120, 120, 78), seed: int = 0,
                         prefix: str = "BraTS20_Training", n_lgg: int = 0,
-                        grade_layout: str = "none") -> list[Path]:
+                        grade_layout: str = "none", n_distinct: int | None = None) -> list[Path]:
     """Write n_subjects subjects under out_dir (atomically: the whole out_dir appears complete
     or not at all); return the subject folders, ``<out_dir>/<prefix>_001`` and on.
 
@@ -310,37 +312,103 @@ def make_brats_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 10,
     ``"none"`` not at all; ``"folders"`` as BRATS 2015-2018, the cases inside
     ``<out_dir>/HGG/`` and ``<out_dir>/LGG/``; ``"name_mapping"`` as BraTS 2019-2020, a
     ``<out_dir>/name_mapping.csv`` with columns ``Grade`` and ``BraTS_2020_subject_ID``.
+
+    ``n_distinct`` (a large release in little time, e.g. for a dry run that reads no voxels):
+    only that many subjects are drawn, subject ``i`` from ``SeedSequence([seed, 1 + (i - 1) %
+    n_distinct])`` with its own grade, and the files of a repeat are hard links to (or, where
+    the file system has none, copies of) those of the first subject drawn the same way.
     """
-    if grade_layout not in GRADE_LAYOUTS:
-        raise ValueError(f"grade_layout must be one of {GRADE_LAYOUTS}, got {grade_layout!r}")
-    if isinstance(n_lgg, bool) or not isinstance(n_lgg, (int, np.integer)) \
-            or not 0 <= n_lgg <= n_subjects:
-        raise ValueError(f"n_lgg must be an integer in [0, n_subjects], got {n_lgg!r}")
-    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) \
-            or n_subjects < 1:
-        raise ValueError(f"n_subjects must be an integer >= 1, got {n_subjects!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_release_args(n_subjects=n_subjects, n_lgg=n_lgg, seed=seed, n_distinct=n_distinct)
     if not isinstance(prefix, str) or not prefix or "/" in prefix or os.sep in prefix:
         raise ValueError(f"prefix must be a non-empty file-name stem, got {prefix!r}")
+    names = [f"{prefix}_{i:03d}" for i in range(1, n_subjects + 1)]
+    return _write_release(out_dir, names=names, n_lgg=n_lgg, shape=shape, seed=seed,
+                          grade_layout=grade_layout, id_column="BraTS_2020_subject_ID",
+                          n_distinct=n_distinct)
+
+
+def make_brats2021_phantoms(out_dir: str | os.PathLike, *, n_subjects: int = 1251,
+                            shape=(240, 240, 155), seed: int = 0, n_lgg: int = 0,
+                            grade_layout: str = "name_mapping",
+                            n_distinct: int | None = None) -> list[Path]:
+    """A BraTS 2021 training release (1,251 cases): as :func:`make_brats_phantoms`, but the
+    cases are named as BraTS 2021 names them, five digits from zero::
+
+        <out_dir>/BraTS2021_00000/BraTS2021_00000_{t1,t1ce,t2,flair,seg}.nii.gz
+
+    (the real release skips some numbers; these run 00000 to ``n_subjects - 1``). BraTS 2021
+    records no grade; ``grade_layout="name_mapping"`` (the default) still writes one, a
+    ``<out_dir>/name_mapping.csv`` with columns ``Grade`` and ``BraTS_2021_subject_ID`` as
+    BraTS 2019-2020 ship it, so that a grade filter (Han 2018's ``grades: [HGG]``) can run on
+    it; ``"none"`` writes no grades. The last ``n_lgg`` cases are the low-grade ones.
+    """
+    if grade_layout not in ("none", "name_mapping"):
+        raise ValueError(f"grade_layout of a BraTS 2021 release must be 'none' or "
+                         f"'name_mapping', got {grade_layout!r}")
+    _check_release_args(n_subjects=n_subjects, n_lgg=n_lgg, seed=seed, n_distinct=n_distinct)
+    names = [f"BraTS2021_{i:05d}" for i in range(n_subjects)]
+    return _write_release(out_dir, names=names, n_lgg=n_lgg, shape=shape, seed=seed,
+                          grade_layout=grade_layout, id_column="BraTS_2021_subject_ID",
+                          n_distinct=n_distinct)
+
+
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _check_release_args(*, n_subjects, n_lgg, seed, n_distinct) -> None:
+    if not _is_int(n_subjects) or n_subjects < 1:
+        raise ValueError(f"n_subjects must be an integer >= 1, got {n_subjects!r}")
+    if not _is_int(n_lgg) or not 0 <= n_lgg <= n_subjects:
+        raise ValueError(f"n_lgg must be an integer in [0, n_subjects], got {n_lgg!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if n_distinct is not None and (not _is_int(n_distinct) or not 1 <= n_distinct <= n_subjects):
+        raise ValueError(f"n_distinct must be None or an integer in [1, n_subjects], "
+                         f"got {n_distinct!r}")
+
+
+def _write_release(out_dir, *, names: list[str], n_lgg: int, shape, seed: int,
+                   grade_layout: str, id_column: str, n_distinct: int | None) -> list[Path]:
+    """Write the cases ``names`` (the last ``n_lgg`` low-grade) atomically to ``out_dir``."""
+    if grade_layout not in GRADE_LAYOUTS:
+        raise ValueError(f"grade_layout must be one of {GRADE_LAYOUTS}, got {grade_layout!r}")
     shape = _check_shape(shape)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a directory; cannot write phantoms there")
+    n = len(names)
     affine = _affine(shape)
-    names = [f"{prefix}_{i:03d}" for i in range(1, n_subjects + 1)]
-    grades = ["HGG" if i <= n_subjects - n_lgg else "LGG" for i in range(1, n_subjects + 1)]
-    parents = grades if grade_layout == "folders" else [""] * n_subjects
+    grades = ["HGG" if i <= n - n_lgg else "LGG" for i in range(1, n + 1)]
+    parents = grades if grade_layout == "folders" else [""] * n
+    period = n if n_distinct is None else n_distinct
+    drawn: dict[tuple[int, str], Path] = {}  # (seed index, grade) -> the folder drawn first
     with atomic_dir(out_dir) as tmp:
         for i, (name, grade, parent) in enumerate(zip(names, grades, parents, strict=True), 1):
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), i]))
-            vols = brats_phantom_subject(shape, rng, enhancing=grade == "HGG")
             folder = tmp / parent / name
             folder.mkdir(parents=True)
-            for key in (*SEQUENCES, "seg"):
-                _write_nifti(folder / f"{name}_{key}.nii.gz", vols[key], affine)
+            key = (1 + (i - 1) % period, grade)
+            if key in drawn:
+                _link_case(drawn[key], folder)
+                continue
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), key[0]]))
+            vols = brats_phantom_subject(shape, rng, enhancing=grade == "HGG")
+            for k in (*SEQUENCES, "seg"):
+                _write_nifti(folder / f"{name}_{k}.nii.gz", vols[k], affine)
+            drawn[key] = folder
         if grade_layout == "name_mapping":
-            lines = ["Grade,BraTS_2020_subject_ID"]
-            lines += [f"{g},{n}" for g, n in zip(grades, names, strict=True)]
+            lines = [f"Grade,{id_column}"]
+            lines += [f"{g},{c}" for g, c in zip(grades, names, strict=True)]
             (tmp / "name_mapping.csv").write_text("\n".join(lines) + "\n")
     return [out_dir / parent / name for name, parent in zip(names, parents, strict=True)]
+
+
+def _link_case(source: Path, folder: Path) -> None:
+    """The files of case folder ``source`` under ``folder``, renamed to its case id: hard
+    links where the file system allows them, else copies (a NIfTI file holds no case id)."""
+    for k in (*SEQUENCES, "seg"):
+        src, dst = source / f"{source.name}_{k}.nii.gz", folder / f"{folder.name}_{k}.nii.gz"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
