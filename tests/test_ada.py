@@ -148,7 +148,10 @@ SCHEDULE = {"steps": 8, "batch_size": 4, "log_every": 2, "sample_every": 0,
             "ema_decay": "auto"}
 
 
-def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
+def _kill_and_resume(tmp_path, monkeypatch, args):
+    """Train ``args`` for 8 steps whole, and killed after step 5's checkpoint then resumed;
+    assert the final weights, optimisers and loss states are the same. Returns the killed
+    run's step-5 checkpoint, the whole run's config and both runs' last stats rows."""
     from conftest import noise_dataset, tensors_by_name
 
     import medgan.training.loop
@@ -157,18 +160,16 @@ def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
     data = noise_dataset(tmp_path / "data")
 
     def train(out, **kw):
-        return train_gan(data, out, **{**ARGS, "schedule": SCHEDULE, **kw})
+        return train_gan(data, out, **{**args, "schedule": SCHEDULE, **kw})
 
     whole = train(tmp_path / "whole")
-    assert whole["config"]["loss"]["r1_gamma"] == pytest.approx(0.0002 * 256 / 4)
-    assert whole["config"]["schedule"]["ema_decay"] == stylegan2_auto(16, 4, 8)["ema_decay"]
     real_step, calls = medgan.training.loop.train_step, []
 
-    def dying_step(*args, **kw):
+    def dying_step(*a, **kw):
         calls.append(1)
         if len(calls) == 6:
             raise KeyboardInterrupt
-        return real_step(*args, **kw)
+        return real_step(*a, **kw)
 
     out = tmp_path / "killed"
     monkeypatch.setattr(medgan.training.loop, "train_step", dying_step)
@@ -176,8 +177,7 @@ def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
         train(out, schedule={**SCHEDULE, "checkpoint_every": 5})
     monkeypatch.setattr(medgan.training.loop, "train_step", real_step)
     mid = load_checkpoint(out / "checkpoint.pt")
-    assert mid["step"] == 5 and mid["loss_state"]["ada"]["p"] > 0
-    assert mid["loss_state"]["d_steps"] == 5  # mid-way between lazy R1 steps 3 and 6
+    assert mid["step"] == 5
     assert train(out, schedule={**SCHEDULE, "checkpoint_every": 5})["resumed_from_step"] == 5
     a, b = load_checkpoint(tmp_path / "whole" / "checkpoint.pt"), load_checkpoint(
         out / "checkpoint.pt")
@@ -186,9 +186,30 @@ def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
     ta, tb = tensors_by_name({k: a[k] for k in keys}), tensors_by_name({k: b[k] for k in keys})
     assert ta.keys() == tb.keys() and len(ta) > 20
     assert not [k for k in ta if not torch.equal(ta[k], tb[k])]
-    rows = [json.loads(r) for r in (out / "stats.jsonl").read_text().splitlines()]
-    assert rows[-1]["ada_p"] == json.loads(
-        (tmp_path / "whole" / "stats.jsonl").read_text().splitlines()[-1])["ada_p"]
+    last = [json.loads((d / "stats.jsonl").read_text().splitlines()[-1])
+            for d in (tmp_path / "whole", out)]
+    return mid, whole["config"], last
+
+
+def test_stylegan2_ada_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
+    mid, config, (whole, resumed) = _kill_and_resume(tmp_path, monkeypatch, ARGS)
+    assert config["loss"]["r1_gamma"] == pytest.approx(0.0002 * 256 / 4)
+    assert config["schedule"]["ema_decay"] == stylegan2_auto(16, 4, 8)["ema_decay"]
+    assert mid["loss_state"]["ada"]["p"] > 0
+    assert mid["loss_state"]["d_steps"] == 5  # mid-way between lazy R1 steps 3 and 6
+    assert resumed["ada_p"] == whole["ada_p"]
+
+
+def test_stylegan2_path_length_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
+    """With path-length regularisation (every 2 G steps): its moving average ``a`` and lazy
+    counter are in the checkpoint, and the resumed run ends where the whole one does."""
+    args = {**ARGS, "loss": {**ARGS["loss"], "pl_weight": 2.0, "pl_interval": 2}}
+    mid, config, (whole, resumed) = _kill_and_resume(tmp_path, monkeypatch, args)
+    assert config["loss"]["pl_weight"] == 2.0 and config["loss"]["pl_interval"] == 2
+    state = mid["loss_state"]
+    assert state["g_calls"] == 5 and state["pl_mean"] > 0  # after lazy steps 2 and 4
+    assert resumed["pl_mean"] == whole["pl_mean"] > state["pl_mean"]
+    assert resumed["pl_penalty"] == whole["pl_penalty"]
 
 
 def test_stylegan2_ada_trains_on_two_processes(tmp_path):

@@ -135,3 +135,72 @@ def test_auto_presets_follow_the_ada_paper():
     assert 0.99 < schedule["ema_decay"] < 1.0
     with pytest.raises(ValueError, match="batch_size"):
         resolve_auto(ARCH, {"r1_gamma": "auto"}, {"batch_sizes": 8}, resolution=16)
+
+
+def _tiny_generator(seed=4):
+    torch.manual_seed(seed)
+    G = build_generator({**ARCH, "latent_dim": 3, "w_dim": 3, "channel_max": 4},
+                        channels=2, resolution=16)
+    return G.eval()  # const noise: the synthesis network a function of w
+
+
+def test_path_lengths_match_a_direct_jacobian():
+    from medgan.training.losses import path_lengths, path_noise
+
+    G = _tiny_generator()
+    w = G.mapping(torch.randn(3, 3)).detach()
+    torch.manual_seed(5)
+    y = path_noise(G, w, lambda *s, like: torch.randn(*s, dtype=like.dtype))
+    assert y.shape == (3, 2, 16, 16) and y.std() == pytest.approx(1 / 16, rel=0.2)
+    lengths = path_lengths(G, w, y)
+    for i in range(3):  # J: d(image_i) / d(w_i), (2*16*16, 3), with w_i broadcast to all layers
+        jac = torch.autograd.functional.jacobian(
+            lambda v: G.synthesis(v[None, None].expand(1, G.num_ws, -1)).flatten(), w[i])
+        direct = (jac.t() @ y[i].flatten()).norm()
+        torch.testing.assert_close(lengths[i], direct, rtol=1e-4, atol=1e-6)
+    # differentiable w.r.t. the generator's parameters
+    grads = torch.autograd.grad(lengths.sum(), [G.const, G.to_rgb[-1].conv.weight])
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_lazy_path_length_penalty_and_its_moving_average():
+    from medgan.training.losses import path_lengths, path_noise
+
+    G = _tiny_generator()
+    loss = build_loss({"name": "stylegan2", "pl_weight": 2.0, "pl_interval": 3,
+                       "pl_batch_shrink": 2, "pl_decay": 0.25})
+    z = torch.randn(4, 3)
+    a = 0.0
+    for step in range(1, 7):
+        torch.manual_seed(step)
+        term, stats = loss.g_regulariser(G, lambda: z)
+        if step % 3:
+            assert term is None
+            continue
+        torch.manual_seed(step)  # the same y as the loss drew
+        w = G.mapping(z[:2])
+        lengths = path_lengths(G, w, path_noise(G, w, loss.randn))
+        a += 0.25 * (float(lengths.mean()) - a)  # EMA of the lengths, before the penalty
+        expected = 2.0 * 3 * ((lengths - a) ** 2).mean()
+        torch.testing.assert_close(term, expected, rtol=1e-5, atol=1e-7)
+        assert float(stats["pl_mean"]) == pytest.approx(a, rel=1e-5)
+    assert loss.g_calls == 6 and loss.state_dict()["pl_mean"] == pytest.approx(a, rel=1e-5)
+    # off by default: nothing drawn, nothing recorded
+    off = build_loss({"name": "stylegan2"})
+    assert off.g_regulariser(G, lambda: 1 / 0) == (None, {})
+    assert "pl_mean" not in off.state_dict() and "pl_weight" not in off.config
+    with pytest.raises(ValueError, match="pl_interval"):
+        build_loss({"name": "stylegan2", "pl_weight": 2.0, "pl_interval": 0})
+    with pytest.raises(ValueError, match="pl_decay"):
+        build_loss({"name": "stylegan2", "pl_weight": 2.0, "pl_decay": 0.0})
+
+
+def test_path_length_term_for_a_class_conditional_generator():
+    condition = {"classes": ["a", "b"], "embed_dim": 2}
+    G = build_generator(ARCH, channels=1, resolution=16, condition=condition)
+    G.slot.labels = torch.tensor([1, 0, 1, 1])
+    loss = build_loss({"name": "stylegan2", "pl_weight": 2.0, "pl_interval": 1})
+    term, stats = loss.g_regulariser(G, lambda: torch.randn(4, 8))
+    assert term.ndim == 0 and torch.isfinite(term) and float(stats["pl_mean"]) > 0
+    term.backward()
+    assert G.embedding.weight.grad[1].abs().sum() > 0  # labels [1, 0] of the 2 rows

@@ -78,9 +78,13 @@ class ConditionalGenerator(_Wrapper):
     def latent_dim(self) -> int:
         return self.base.latent_dim - self.embed_dim
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def latent_input(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The wrapped generator's input ``[z, embedding(labels)]``."""
         y = self._labels(z.shape[0], labels, z.device)
-        return self.base(torch.cat([z, self.embedding(y).to(z.dtype)], dim=1))
+        return torch.cat([z, self.embedding(y).to(z.dtype)], dim=1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base(self.latent_input(z, labels))
 
 
 class ConditionalDiscriminator(_Wrapper):

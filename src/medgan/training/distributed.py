@@ -130,6 +130,15 @@ class Ranks:
             dist.all_reduce(sq)
             return torch.sqrt(sq / (both[0] - 1)).to(x.dtype)
 
+    def average(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of tensor ``x`` over processes (not differentiable; a collective)."""
+        if not self.distributed:
+            return x
+        with torch.no_grad():
+            out = x.detach().clone()
+            dist.all_reduce(out)
+            return out / self.world_size
+
     def any(self, flag: bool) -> bool:
         """True on every process when ``flag`` is true on any of them (a collective: every
         rank calls it at the same point)."""

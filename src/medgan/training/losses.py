@@ -25,6 +25,7 @@ Build one from a config dict with :func:`build_loss` (``{"name": "wgan", "clip":
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -296,6 +297,16 @@ class StyleGAN2Loss(GANLoss):
     unweighted penalty). ``r1_gamma`` ``"auto"`` is resolved from the resolution and batch size
     before the loss is built (:mod:`medgan.training.presets`).
 
+    Path-length regularisation (StyleGAN2 sec. 3.2 and appendix B; optional, off unless
+    ``pl_weight`` > 0): ``pl_weight * E[(||J_w^T y||_2 - a)^2]`` with ``J_w`` the Jacobian of
+    the synthesis network at ``w = mapping(z)`` (one ``w`` per image, broadcast to every layer,
+    no style mixing), ``y ~ N(0, I) / sqrt(H W)`` random images and ``a`` the exponential
+    moving average of the lengths (``a <- a + pl_decay * (mean length - a)``, taken before the
+    penalty; starts at 0). Lazily: every ``pl_interval`` generator steps, multiplied by
+    ``pl_interval``, on ``batch / pl_batch_shrink`` fresh latents, added to that step's loss
+    (:meth:`g_regulariser`; logs ``pl_penalty`` and ``pl_mean``). ``a`` and the step counter
+    are part of :meth:`state_dict`.
+
     ``ada`` (``{target, interval, speed_kimg, initial_p}``, :data:`~medgan.training.augment.
     ADA_DEFAULTS`; ``null``: none): every image D sees, real and generated, in D's and G's steps,
     goes through the adaptive augmentation of :mod:`medgan.training.augment` (the R1 gradient is
@@ -307,7 +318,8 @@ class StyleGAN2Loss(GANLoss):
     name: ClassVar[str] = "stylegan2"
     defaults: ClassVar[dict[str, Any]] = {"n_critic": 1, "r1_gamma": 10.0, "r1_interval": 16,
                                           "ada": None}
-    optional: ClassVar[dict[str, Any]] = {"g_steps": 1}
+    optional: ClassVar[dict[str, Any]] = {"g_steps": 1, "pl_weight": 0.0, "pl_interval": 4,
+                                          "pl_batch_shrink": 2, "pl_decay": 0.01}
     has_gradient_penalty: ClassVar[bool] = True
 
     def __init__(self, **cfg: Any):
@@ -337,6 +349,27 @@ class StyleGAN2Loss(GANLoss):
         self.ada: Any = None  # the AdaptiveAugment, once bound to the channels
         self.d_steps = 0
         self.last_r1 = torch.zeros(())
+        self._check_path_length()
+        self.g_calls = 0  # generator steps so far (path-length regularisation's lazy counter)
+        self.pl_mean = torch.zeros(())  # a: the moving average of the path lengths
+        self.last_pl = torch.zeros(())
+
+    def _check_path_length(self) -> None:
+        """Check the optional path-length keys; ``self.pl_weight`` (0: off)."""
+        self.pl_weight = 0.0
+        if "pl_weight" in self.config:
+            self.pl_weight = _number(self.config, "pl_weight", self.name, low=0.0)
+        for key in ("pl_interval", "pl_batch_shrink"):
+            value = self.config.get(key, self.optional[key])
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"stylegan2 loss {key} must be a positive integer, "
+                                 f"got {value!r}")
+        if "pl_decay" in self.config:
+            _number(self.config, "pl_decay", self.name, low=0.0, high=1.0 + 1e-12,
+                    low_open=True)
+
+    def _pl(self, key: str) -> Any:
+        return self.config.get(key, self.optional[key])
 
     def bind(self, channels: list[str]) -> None:
         """Build the augmentation for images with these channel names (if ``ada`` is set)."""
@@ -370,16 +403,85 @@ class StyleGAN2Loss(GANLoss):
     def g_loss(self, D: nn.Module, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         return F.softplus(-D(self.augment(fake))).mean(), {}
 
+    def g_regulariser(self, G: nn.Module, next_z: Any) -> tuple[torch.Tensor | None, Stats]:
+        """The lazy path-length term to add to this generator step's loss (None when off or
+        not due) and its statistics. ``G``: the plain generator (a :class:`~medgan.models.
+        conditional.ConditionalGenerator` takes the current labels' first rows); ``next_z``:
+        draws a batch of training latents, of which the first ``batch / pl_batch_shrink`` are
+        used. Draws nothing when not due, so that a run without it is unchanged."""
+        if self.pl_weight <= 0:
+            return None, {}
+        self.g_calls += 1
+        interval = self._pl("pl_interval")
+        penalty = None
+        if self.g_calls % interval == 0:
+            z = next_z()
+            z = z[: max(1, z.shape[0] // self._pl("pl_batch_shrink"))]
+            base, latent = generator_input(G, z)
+            w = base.mapping(latent)
+            lengths = path_lengths(base, w, path_noise(base, w, self.randn))
+            mean = lengths.detach().mean()
+            if self.ranks is not None:
+                mean = self.ranks.average(mean)
+            self.pl_mean = self.pl_mean.to(mean) + self._pl("pl_decay") * (
+                mean - self.pl_mean.to(mean))
+            raw = (lengths - self.pl_mean).square().mean()
+            self.last_pl = raw.detach()
+            penalty = raw * (self.pl_weight * interval)
+        device = self.pl_mean.device if penalty is None else penalty.device
+        return penalty, {"pl_penalty": self.last_pl.to(device),
+                         "pl_mean": self.pl_mean.to(device)}
+
+    def randn(self, *shape: int, like: torch.Tensor) -> torch.Tensor:
+        """``N(0, 1)`` numbers of ``shape`` on ``like``'s device and dtype (torch's global RNG,
+        which checkpoints save; in a data-parallel run each process draws its own)."""
+        return torch.randn(*shape, device=like.device, dtype=like.dtype)
+
     def state_dict(self) -> dict[str, Any]:
-        """The loss's own training state (plain numbers) for the checkpoint."""
-        return {"d_steps": self.d_steps, "last_r1": float(self.last_r1),
-                "ada": None if self.ada is None else self.ada.state_dict()}
+        """The loss's own training state (plain numbers) for the checkpoint; the path-length
+        state only when it is on (older checkpoints stay the same)."""
+        state = {"d_steps": self.d_steps, "last_r1": float(self.last_r1),
+                 "ada": None if self.ada is None else self.ada.state_dict()}
+        if self.pl_weight > 0:
+            state.update(g_calls=self.g_calls, pl_mean=float(self.pl_mean),
+                         last_pl=float(self.last_pl))
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.d_steps = int(state["d_steps"])
         self.last_r1 = torch.tensor(state["last_r1"], dtype=torch.float32)
         if self.ada is not None:
             self.ada.load_state_dict(state["ada"])
+        if self.pl_weight > 0:
+            self.g_calls = int(state["g_calls"])
+            self.pl_mean = torch.tensor(state["pl_mean"], dtype=torch.float32)
+            self.last_pl = torch.tensor(state["last_pl"], dtype=torch.float32)
+
+
+def generator_input(G: nn.Module, z: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """The StyleGAN2 generator inside ``G`` and the latent its mapping network takes for ``z``:
+    ``z`` itself, or for a class-conditional ``G`` ``[z, embedding(labels)]`` with the first
+    rows of the current labels (class 0 where there are none)."""
+    if not hasattr(G, "embedding"):
+        return G, z
+    labels = G.slot.labels
+    labels = None if labels is None else labels[: z.shape[0]]
+    return G.base, G.latent_input(z, labels)
+
+
+def path_noise(G: nn.Module, w: torch.Tensor, randn: Any) -> torch.Tensor:
+    """``y ~ N(0, I) / sqrt(H W)``: random images of ``G``'s output shape for ``w``'s batch."""
+    shape = (w.shape[0], G.channels, G.resolution, G.resolution)
+    return randn(*shape, like=w) / math.sqrt(G.resolution * G.resolution)
+
+
+def path_lengths(G: nn.Module, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||J_w^T y||_2`` per image (N,), differentiable w.r.t. G's parameters: ``J_w`` the
+    Jacobian of ``G.synthesis`` at ``w`` (N, w_dim), broadcast to all of G's layers."""
+    w = w if w.requires_grad else w.detach().requires_grad_(True)
+    img = G.synthesis(w[:, None].expand(-1, G.num_ws, -1))
+    (grad,) = torch.autograd.grad((img * y).sum(), w, create_graph=True)
+    return grad.square().sum(dim=1).sqrt()
 
 
 LOSSES: dict[str, type[GANLoss]] = {

@@ -36,7 +36,9 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
     discriminator / generator steps; backward runs outside it. ``G_sampler``: the G that makes
     the discriminator steps' fakes under ``no_grad``; ``D_frozen``: the D that the generator steps
     differentiate through, its parameters frozen (default: ``G`` and ``D``; in data-parallel runs
-    the plain models, while ``G`` and ``D`` are their DDP wrappers).
+    the plain models, while ``G`` and ``D`` are their DDP wrappers). A loss with a
+    ``g_regulariser(G_sampler, next_z)`` (stylegan2's path-length term) adds its term to the
+    generator loss.
     """
     G_sampler = G if G_sampler is None else G_sampler
     D_frozen = D if D_frozen is None else D_frozen
@@ -56,10 +58,15 @@ def train_step(G: torch.nn.Module, D: torch.nn.Module, loss, opt_g: torch.optim.
         stats.add({"d_loss": d_loss, "d_grad_norm": d_grad_norm, **d_stats})
 
     D.requires_grad_(False)  # no parameter gradients for D in the generator step
+    regulariser = getattr(loss, "g_regulariser", None)  # stylegan2's lazy path-length term
     try:
         for _ in range(getattr(loss, "g_steps", 1)):
             with autocast_g():
                 g_loss, g_stats = loss.g_loss(D_frozen, G(next_z()))
+                if regulariser is not None:
+                    term, reg_stats = regulariser(G_sampler, next_z)
+                    g_loss = g_loss if term is None else g_loss + term
+                    g_stats = {**g_stats, **reg_stats}
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             g_grad_norm = _grad_norm(G)
