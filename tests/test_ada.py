@@ -229,3 +229,62 @@ def test_stylegan2_ada_trains_on_two_processes(tmp_path):
     assert state["ada"]["images"] == 3 * SCHEDULE["batch_size"]  # global batches
     # each adjustment moves p by 4 images / 100 = 0.04
     assert any(state["ada"]["p"] == pytest.approx(0.5 + 0.04 * k) for k in (-3, -1, 1, 3))
+
+
+BEERS_BRATS = ["T1", "T1c", "T2", "FLAIR", "edema", "necrosis", "enhancing"]
+BEERS_FUNDUS = ["R", "G", "B", "vessels"]
+
+
+@pytest.mark.parametrize("channels", [BEERS_BRATS, BEERS_FUNDUS])
+def test_beers_channel_layouts_colour_only_their_images(channels):
+    """Beers 2018's image + segmentation channels: every colour operation (the RGB ones for
+    the fundus) at p = 1 changes the image channels and leaves each label channel as it was."""
+    pipe = AugmentPipe(channels)
+    labels = [i for i, c in enumerate(channels) if c in ("vessels", "edema", "necrosis",
+                                                         "enhancing")]
+    images = [i for i in range(len(channels)) if i not in labels]
+    x = torch.rand(3, len(channels), 8, 8)
+    params = pipe.draw(3, 1.0, lambda *s, like: torch.rand(*s, generator=torch.Generator()
+                                                            .manual_seed(1)), x)
+    for key in GEOMETRIC:
+        params[key] = torch.zeros_like(params[key])
+    out = pipe.apply(x, params)
+    assert torch.equal(out[:, labels], x[:, labels])
+    assert all(not torch.equal(out[:, i], x[:, i]) for i in images)
+
+
+def test_stylegan2_ada_trains_on_beers_brats_channels(tmp_path, monkeypatch):
+    """A tiny StyleGAN2 + ADA (p = 1 throughout) on 4 sequences + 3 label channels: a few steps
+    train, the samples have the 7 channels, and the augmentation kept every label channel of
+    the real batches a geometric transform of itself (binary maps stay in [0, 1])."""
+    import numpy as np
+
+    from medgan.data.prepared import PreparedDatasetWriter
+    from medgan.training import train_gan
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(8, 7, 16, 16)).astype(np.float32)
+    images[:, 4:] = (rng.random((8, 3, 16, 16)) < 0.3).astype(np.float32)
+    with PreparedDatasetWriter(tmp_path / "data", channels=BEERS_BRATS, resolution=16) as w:
+        w.append(images, [{"subject": f"s{i}", "slice": i} for i in range(8)])
+    seen = []
+    real_augment = AdaptiveAugment.augment
+
+    def recording_augment(self, x, rand):
+        out = real_augment(self, x, rand)
+        seen.append((self.p, x.detach().clone(), out.detach().clone()))
+        return out
+
+    args = {**ARGS, "loss": {**ARGS["loss"], "ada": {"interval": 100, "initial_p": 1.0}}}
+    monkeypatch.setattr(AdaptiveAugment, "augment", recording_augment)
+    run = train_gan(tmp_path / "data", tmp_path / "run",
+                    **{**args, "schedule": {**SCHEDULE, "steps": 3}})
+    assert run["config"]["channels"] == BEERS_BRATS
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["step"] == 3 and ckpt["loss_state"]["ada"]["p"] == 1.0
+    assert len(seen) == 3 * 3  # real and fake in each D step, fake in each G step
+    reals = [(x, out) for _, x, out in seen if set(x[:, 4:].unique().tolist()) <= {0.0, 1.0}]
+    assert reals and all(out.shape == x.shape == (4, 7, 16, 16) for x, out in reals)
+    for x, out in reals:  # labels only resampled: within [0, 1], never brightened or scaled
+        assert out[:, 4:].min() >= -1e-5 and out[:, 4:].max() <= 1 + 1e-5
+        assert not torch.equal(out[:, :4], x[:, :4])

@@ -183,3 +183,41 @@ def test_pggan_schedule_keys(default_config):
     cfg["models"]["han_dcgan_t1"]["schedule"]["steps_per_phase"] = 2
     with pytest.raises(ConfigError, match=r"schedule\.steps_per_phase: only for the pggan"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize(("path", "study", "optional"), [
+    ("config/studies/han2018.yaml", "han2018",
+     {"han_stylegan2_t1", "han_stylegan2_t1c", "han_stylegan2_t2", "han_stylegan2_flair",
+      "han_stylegan2_concat128", "han_stylegan2_concat64"}),
+    ("config/studies/beers2018.yaml", "beers2018",
+     {"beers_stylegan2_fundus_512", "beers_stylegan2_brats_256"}),
+])
+def test_paper_configs_plan_stylegan2_only_when_switched_on(path, study, optional):
+    from medgan.config import apply_model_options
+
+    off = load(REPO / path)
+    assert off["studies"][study]["stylegan2"] is False
+    models = set(off["models"])
+    assert set(apply_model_options(off)) == optional
+    assert set(off["models"]) == models - optional
+    assert not optional & set(study_models(off["studies"][study]))
+    check_config(off)
+    on = load(REPO / path)
+    on["studies"][study]["stylegan2"] = True
+    validate(on, SCHEMA)
+    assert apply_model_options(on) == []
+    assert optional <= set(study_models(on["studies"][study]))
+    check_config(on)
+    for name in optional:
+        spec = on["models"][name]
+        assert spec["architecture"]["name"] == spec["loss"]["name"] == "stylegan2"
+        assert spec["loss"]["ada"]["target"] == 0.6 and spec["loss"]["r1_gamma"] == "auto"
+    if study == "beers2018":  # Beers' image + segmentation channels
+        assert on["models"]["beers_stylegan2_fundus_512"]["channels"] == [
+            "R", "G", "B", "vessels"]
+        assert on["models"]["beers_stylegan2_brats_256"]["channels"][4:] == [
+            "edema", "necrosis", "enhancing"]
+    bad = load(REPO / path)
+    next(iter(bad["models"].values()))["option"] = "bogus"
+    with pytest.raises(ConfigError, match="option"):
+        apply_model_options(bad)

@@ -174,6 +174,34 @@ def _check_delplace(name: str, spec: dict[str, Any] | None, models: dict[str, An
             raise ConfigError(f"studies.{name}.delplace.{where}.{key}: no model named {m!r}")
 
 
+MODEL_OPTIONS = ("stylegan2",)  # study switches that plan the models marked `option: <name>`
+
+
+def apply_model_options(config: dict[str, Any]) -> list[str]:
+    """Drop the optional models that no study switches on, in place; the dropped names.
+
+    A model with ``option: stylegan2`` (the StyleGAN2 + ADA models of the paper configs) is
+    kept only when a study whose panels name it has ``stylegan2: true``; otherwise it leaves
+    ``models`` and every panel, and a panel left empty goes. Done before
+    :func:`check_config`, so that a switched-off option plans nothing.
+    """
+    models, studies = config.get("models", {}), config.get("studies", {})
+    for name, spec in models.items():
+        if "option" in spec and spec["option"] not in MODEL_OPTIONS:
+            raise ConfigError(f"models.{name}.option: {spec['option']!r} is not one of "
+                              f"{list(MODEL_OPTIONS)}")
+    wanted = {(option, m) for study in studies.values() for option in MODEL_OPTIONS
+              if study.get(option) is True for m in study_models(study)}
+    dropped = [m for m, spec in models.items()
+               if "option" in spec and (spec["option"], m) not in wanted]
+    for m in dropped:
+        del models[m]
+    for study in studies.values():
+        panels = {p: [m for m in ms if m not in dropped] for p, ms in study["panels"].items()}
+        study["panels"] = {p: ms for p, ms in panels.items() if ms}
+    return dropped
+
+
 def study_models(study: dict[str, Any]) -> list[str]:
     """The models of a study, in panel order, each once."""
     seen: list[str] = []

@@ -1,5 +1,6 @@
 # Input functions, target lists and wildcard constraints; no rules.
 from medgan.config import (
+    apply_model_options,
     check_config,
     dataset_channels,
     dataset_holdout,
@@ -12,6 +13,8 @@ from pathlib import Path
 from medgan.analysis.health import print_health
 from medgan.studies.vtt.settings import check_vtt_config, vtt_answers_dir, vtt_kits
 
+# optional models (a study's `stylegan2: true`) join the plan, or leave it
+apply_model_options(config)
 check_config(config)
 
 DATASETS = config["datasets"]

@@ -40,7 +40,7 @@ PAPER_TABLE1 = {
     ("Concat", "WGAN", 64): (53, 18, 32, 15, 35),
 }
 GAN_NAMES = {"gan": "DCGAN", "wgan": "WGAN", "wgan_gp": "WGAN-GP", "lsgan": "LSGAN",
-             "dragan": "DRAGAN"}
+             "dragan": "DRAGAN", "stylegan2": "StyleGAN2 + ADA"}
 
 
 def image_type(model: Mapping[str, Any], dataset: Mapping[str, Any]) -> str:
