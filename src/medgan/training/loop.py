@@ -210,7 +210,9 @@ class TrainingLoop:
         # a gradient penalty differentiates D's input gradient: keep that D step in float32
         self.autocast_d = functools.partial(accel.autocast, run.performance, run.device,
                                             enabled=not accel.has_gradient_penalty(run.loss))
-        self.autocast_g = functools.partial(accel.autocast, run.performance, run.device)
+        # likewise the generator steps of a path-length regularised run (stylegan2 pl_weight)
+        self.autocast_g = functools.partial(accel.autocast, run.performance, run.device,
+                                            enabled=not getattr(run.loss, "pl_weight", 0))
         state.loss = run.loss  # a loss's own state (stylegan2, ADA) joins the checkpoint
         self.start_step, rows = 0, []
         if resume and files.state_dir != files.out:  # a finished run whose outputs were deleted
