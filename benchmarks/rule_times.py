@@ -10,7 +10,9 @@
    import lines are run in a fresh interpreter ``--repeats`` times and the least CPU time
    (user + sys, the child's rusage; not wall time, which the machine's load inflates) is the
    script's start-up; ``import snakemake.script`` alone (the preamble) and a bare
-   ``python -c pass`` are reported for scale.
+   ``python -c pass`` are reported for scale. Only the top-level imports count: a script whose
+   function imports torch when it is called (``evaluate_model``: ``load_generator``) pays
+   torch's import in its job all the same, though its start-up here does not show it.
 3. The start-up summed over the default DAG: the jobs per rule of ``snakemake -n`` (in the
    repository root, the default config) times its script's start-up (rules without a script
    are not counted).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import re
 import subprocess
@@ -29,6 +30,43 @@ def test_library_never_imports_snakemake():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+# the workflow scripts whose jobs load or train a network; every other job is a new process that
+# must start without torch (its import alone costs a job seconds of CPU)
+TORCH_SCRIPTS = {
+    "evaluate_model", "interpolate", "invert_heldout", "kitchen2017_fig4", "kitchen2017_fig5",
+    "kitchen2017_tables", "privacy", "synthetic_vessel_auc", "train_encoder",
+    "train_feature_net", "train_gan", "train_vessel_segmenter", "tsne", "utility",
+    "write_synthetic",
+}
+
+
+def test_light_workflow_scripts_start_without_torch():
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert TORCH_SCRIPTS <= {p.stem for p in scripts}
+    imports = {}
+    for path in scripts:
+        if path.stem not in TORCH_SCRIPTS:
+            tree = ast.parse(path.read_text())
+            imports[path.name] = "\n".join(ast.unparse(node) for node in tree.body
+                                           if isinstance(node, ast.Import | ast.ImportFrom))
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ImportError(f'{name} imported')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "bad = {}\n"
+        f"for script, code in {imports!r}.items():\n"
+        "    try:\n"
+        "        exec(code, {})\n"
+        "    except ImportError as err:\n"
+        "        bad[script] = str(err)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 # pip name -> conda-forge name, where they differ
 CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}

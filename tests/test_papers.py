@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from medgan.atomic import copy_file
 from medgan.models import build_discriminator, build_generator
 from medgan.studies.beers2018 import _path_through, vessel_auc_table
 from medgan.studies.han2018 import add_reader_study, image_type, table1
@@ -111,3 +112,13 @@ def test_traversal_bins_follow_the_slices():
     position = np.array([5, 1, 4, 2, 3, 0, 7, 6])
     bins = _path_through(np.zeros((8, 2)), position, 4)
     assert [sorted(position[b].tolist()) for b in bins] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_beers_figure_copy_is_whole_and_replaces_the_old(tmp_path):
+    source, out = tmp_path / "tsne.png", tmp_path / "fig" / "fig5.png"
+    source.write_bytes(b"\x89PNG new figure")
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    copy_file(source, out)
+    assert out.read_bytes() == b"\x89PNG new figure"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fig5.png"]  # no temporary left

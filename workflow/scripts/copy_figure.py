@@ -1,5 +1,7 @@
+# the paper's copy of an analysis figure (Beers 2018 Fig. 4: the held-out reconstructions;
+# Fig. 5: the t-SNE map)
+from medgan.atomic import copy_file
 from medgan.runlog import log_to
-from medgan.studies.beers2018 import copy_figure
 
 log_to(snakemake.log[0], rule=snakemake.rule)
-copy_figure(snakemake.input.figure, snakemake.output.figure)
+copy_file(snakemake.input.figure, snakemake.output.figure)

@@ -7,7 +7,8 @@ real-vs-real baseline, the held-out real images against the reference with every
 ``metrics.json``
 (the same with the settings and provenance), ``memorisation.tsv`` (per synthetic image) and
 ``memorisation.png`` (the closest synthetic/training pairs). :func:`study_metrics_table`
-collects the models of a study into one table.
+collects the models of a study into one table; it needs no torch, which only the functions
+that load a model import (a study-table job does not pay torch's start-up).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from medgan.data.prepared import load_prepared
 from medgan.data.split import load_split, split_indices
 from medgan.errors import InputError
 from medgan.plotting import channel_windows
-from medgan.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ def load_model_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     ``split.tsv``. ``max_reference`` caps the training images (a seeded subsample).
     ``config``: the run's config when the caller has already loaded the checkpoint."""
     if config is None:
+        from medgan.training.checkpoint import load_checkpoint
+
         config = load_checkpoint(checkpoint)["config"]
     try:
         channels, resolution = list(config["channels"]), int(config["resolution"])
@@ -268,7 +270,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
     """One table of a study: every model's synthetic row, and one real-vs-real row per distinct
     (dataset, channels, resolution) - the held-out baseline the synthetic rows compare with.
     ``utility_files``: the models' utility.tsv, whose headline (real + GAN against real only
-    at the smallest real fraction, :func:`~medgan.analysis.utility.run.utility_columns`) is
+    at the smallest real fraction, :func:`~medgan.analysis.utility.columns.utility_columns`) is
     added as ``utility_*`` columns; ``privacy_files``: the models' privacy.tsv, whose headline
     (:func:`~medgan.analysis.privacy.columns.privacy_columns`) is added as ``privacy_*`` columns.
 
@@ -289,7 +291,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
                             health_reason="held-out real images against the training images"))
         out = pd.concat([baseline, synthetic], ignore_index=True, sort=False)
     if utility_files:
-        from medgan.analysis.utility.run import utility_columns
+        from medgan.analysis.utility.columns import utility_columns
 
         utility = utility_columns(list(utility_files))
         out = out.merge(utility, on="model", how="left")

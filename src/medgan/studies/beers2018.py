@@ -1,6 +1,7 @@
-"""Beers et al. 2018 (progressively grown GANs): the paper's Fig. 4 and Fig. 5 from a model's
-latent analyses (:mod:`medgan.analysis.latent_analysis`), the supplement's traversal through
-the axial slices, and sec. 4.1's vessel AUC next to the paper's 0.97.
+"""Beers et al. 2018 (progressively grown GANs): the supplement's traversal through the axial
+slices, and sec. 4.1's vessel AUC next to the paper's 0.97. The paper's Fig. 4 and Fig. 5 are
+figures of a model's latent analyses (:mod:`medgan.analysis.latent_analysis`), which the
+workflow copies into the study (:func:`medgan.atomic.copy_file`).
 
 Figs. 2 and 3 (synthetic images of each PGGAN, with and without the segmentation channels)
 are the study's panels (:func:`medgan.studies.figures.plot_synthetic_panel`).
@@ -9,24 +10,16 @@ are the study's panels (:func:`medgan.studies.figures.plot_synthetic_panel`).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from medgan.atomic import atomic_path, write_tsv
+from medgan.atomic import write_tsv
 from medgan.errors import InputError
 from medgan.plotting import _pyplot, channel_windows, save_figure
 
 PAPER_VESSEL_AUC = 0.97  # sec. 4.1
-
-
-def copy_figure(source: str | os.PathLike, path: str | os.PathLike) -> None:
-    """The paper's copy of an analysis figure (Fig. 4: the held-out reconstructions; Fig. 5:
-    the t-SNE map), written atomically."""
-    with atomic_path(path) as tmp:
-        shutil.copyfile(source, tmp)
 
 
 def _path_through(embedding: np.ndarray, position: np.ndarray, n_steps: int

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medgan.analysis.privacy import attacks
-from medgan.analysis.privacy.roc import difference_interval, score_attack, verdict
+from medgan.analysis.privacy.roc import SUMMARY_FPRS, difference_interval, score_attack, verdict
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ ATTACKS = ("gan_leaks", "gan_leaks_calibrated", "domias", "logan")
 DEFAULTS: dict[str, Any] = {"attacks": list(ATTACKS), "max_patients": 200, "max_images": 2000,
                             "max_reference": 2000, "domias_components": 8, "n_bootstrap": 500,
                             "confidence": 0.95, "seed": 0, "min_patients": 10}
-SUMMARY_FPRS = (0.01, 0.001)
 
 
 @dataclass

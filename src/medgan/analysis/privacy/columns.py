@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medgan.analysis.privacy.audit import SUMMARY_FPRS
+from medgan.analysis.privacy.roc import SUMMARY_FPRS
 from medgan.errors import InputError
 
 

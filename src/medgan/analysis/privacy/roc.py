@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+SUMMARY_FPRS = (0.01, 0.001)  # the low FPRs an audit's table reports the TPR at
+
 
 def weighted_auc(scores: np.ndarray, member: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC (ties count 1/2) of ``scores`` (n,) with ``member`` (n,) bool, under each row

@@ -9,6 +9,7 @@ them, alone or with real images, help when real data is scarce?
   known answers (oracle, noise, one repeated image);
 * :mod:`~medgan.analysis.utility.grid`: training sets x real fractions x seeds, the summary with
   intervals and the paired comparison with real-only training;
-* :mod:`~medgan.analysis.utility.run`: the workflow's ``utility`` (files in, files out) and the
-  study table's utility columns; :mod:`~medgan.analysis.utility.figure` its figure.
+* :mod:`~medgan.analysis.utility.run`: the workflow's ``utility`` (files in, files out);
+  :mod:`~medgan.analysis.utility.figure` its figure; :mod:`~medgan.analysis.utility.columns`
+  the study table's utility columns (pandas only, no torch).
 """
