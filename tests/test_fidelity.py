@@ -36,7 +36,10 @@ def test_delplace_config_follows_the_paper():
 def test_beers_config_follows_the_paper_and_the_groups_code():
     cfg = load("beers2018.yaml")
     assert cfg["datasets"]["fundus_beers"]["preprocessing"]["vessel_threshold"] == 0.4
-    for model in cfg["models"].values():
+    # the paper's PGGANs (not the optional StyleGAN2 + ADA models, `option: stylegan2`)
+    paper = [m for m in cfg["models"].values() if "option" not in m]
+    assert len(paper) == 4
+    for model in paper:
         assert model["architecture"]["kernel_size"] == 5  # DeepNeuro blocks.py
         assert model["architecture"]["latent_dim"] == 128
         assert model["loss"] == {"name": "wgan_gp", "n_critic": 1, "gp_lambda": 10.0,
