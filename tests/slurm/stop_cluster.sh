@@ -8,6 +8,11 @@ dir="${MEDGAN_SLURM_DIR:-/tmp/medgan-slurm}"
 export SLURM_CONF="$dir/etc/slurm.conf"
 if [ -s "$dir/run/slurmctld.pid" ] && kill -0 "$(cat "$dir/run/slurmctld.pid")" 2>/dev/null; then
   timeout 10 scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
+  # let slurmd's step daemons kill the jobs' processes before slurmd goes (bounded: 30 s)
+  for _ in $(seq 1 60); do
+    [ -z "$(timeout 5 squeue -h -t R,CG,PD,CF -o %i 2>/dev/null)" ] && break
+    sleep 0.5
+  done
 fi
 for name in slurmd-medgan1 slurmctld munged; do
   pidfile="$dir/run/$name.pid"
