@@ -3,6 +3,7 @@ controls whose answer is known, scored by the metric suite on generated images: 
 generator is collapsed, noise is not learned, copies of training images are memorised and
 new real images are learned."""
 
+import json
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from medgan.analysis.health import (
 from medgan.analysis.metrics import MetricInputs, compute_metrics
 from medgan.analysis.metrics.controls import control_sets, structured_images
 from medgan.analysis.metrics.featurenet import extract_features, train_feature_net
+from medgan.errors import InputError
 
 BASELINE = {"msssim_mean": 0.6, "memo_share_closer": 0.01, "domain_precision": 0.8,
             "rho": 0.9, "domain_recall": 0.8, "domain_coverage": 0.9}
@@ -114,6 +116,34 @@ def test_study_health_covers_models_without_metrics(tmp_path):
     assert set(out["health"]) <= set(VERDICTS)
     text = format_health({"s1": out, "s2": out})
     assert text.count("\na ") == 1 and "diverged" in text and len(text.splitlines()) == 5
+
+
+
+def test_a_model_without_metrics_is_judged_by_its_last_snapshot(tmp_path):
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text('{"step": 1, "d_loss": 1.0}\n{"step": 2, "d_loss": 0.9}\n')
+    snaps = tmp_path / "snapshots.jsonl"
+    rows = [{"step": 0, "source": "real_heldout", "msssim_mean": 0.3, "rho": 0.9},
+            {"step": 100, "source": "synthetic", "msssim_mean": 0.4, "rho": 0.8,
+             "health": "learned", "health_reason": "every check passed (msssim_mean, rho)"},
+            {"step": 200, "source": "synthetic", "msssim_mean": 0.99, "rho": 0.8,
+             "n_images": 64, "n_reference": 256, "health": "collapsed",
+             "health_reason": "synthetic pairs are far more alike than real pairs"}]
+    snaps.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = study_health([], {"m": stats, "n": stats}, snapshot_files={"m": snaps, "n": empty})
+    got = out.set_index("model")
+    assert got.loc["m", "health"] == "collapsed"
+    assert got.loc["m", "health_reason"].startswith(
+        "last training snapshot (step 200, 64 images against 256 real): synthetic pairs")
+    assert got.loc["m", "msssim_mean"] == pytest.approx(0.99)
+    assert got.loc["n", "health"] == "uncertain" and "no training snapshot" in \
+        got.loc["n", "health_reason"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    with pytest.raises(InputError, match="bad.jsonl"):
+        study_health([], {"m": stats}, snapshot_files={"m": bad})
 
 
 # --- controls: the metric suite on generated images ---------------------------------------------

@@ -202,6 +202,11 @@ rule study_metrics:
         stats=lambda wc: expand(
             "results/models/{model}/stats.jsonl", model=study_models(STUDIES[wc.study])
         ),
+        # a model without the metric suite is judged by its last training snapshot
+        snapshots=lambda wc: expand(
+            "results/models/{model}/snapshots.jsonl",
+            model=study_models(STUDIES[wc.study]),
+        ),
         privacy=lambda wc: expand(
             "results/analysis/{model}/privacy.tsv",
             model=study_privacy_models(wc.study),

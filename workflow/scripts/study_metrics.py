@@ -7,6 +7,9 @@ study_metrics_table(
     snakemake.output.table,
     list(snakemake.input.utility),
     stats_files=dict(zip(snakemake.params.models, snakemake.input.stats, strict=True)),
+    snapshot_files=dict(
+        zip(snakemake.params.models, snakemake.input.snapshots, strict=True)
+    ),
     health_path=snakemake.output.health,
     health=snakemake.params.health,
     privacy_files=list(snakemake.input.privacy),

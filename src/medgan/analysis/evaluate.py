@@ -264,6 +264,7 @@ def _plot_memorisation(path: Path, synthetic: np.ndarray, data: ModelData,
 def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | os.PathLike,
                         utility_files: list[str | os.PathLike] = (), *,
                         stats_files: dict[str, str | os.PathLike] | None = None,
+                        snapshot_files: dict[str, str | os.PathLike] | None = None,
                         health_path: str | os.PathLike | None = None,
                         health: dict[str, float] | None = None,
                         privacy_files: list[str | os.PathLike] = ()) -> pd.DataFrame:
@@ -277,7 +278,9 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
     Health (:mod:`medgan.analysis.health`): every synthetic row gets ``health`` and
     ``health_reason`` (judged against its own model's real-vs-real row, with the thresholds
     ``health`` and the training log of ``stats_files``: model -> ``stats.jsonl``);
-    ``health_path`` receives one row per model of the metrics and of ``stats_files``."""
+    ``health_path`` receives one row per model of the metrics and of ``stats_files`` (a model
+    without metrics is judged by its last training snapshot, ``snapshot_files``: model ->
+    ``snapshots.jsonl``)."""
     from medgan.analysis.health import study_health
 
     frames = [_read_metrics(path) for path in metrics_files]
@@ -304,7 +307,8 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
         out = out.merge(privacy, on="model", how="left")
         extra = privacy[~privacy["model"].isin(out["model"])].assign(source=SOURCE_SYNTHETIC)
         out = pd.concat([out, extra], ignore_index=True, sort=False) if len(extra) else out
-    verdicts = study_health(frames, dict(stats_files or {}), thresholds=health)
+    verdicts = study_health(frames, dict(stats_files or {}), thresholds=health,
+                            snapshot_files=snapshot_files)
     if len(verdicts):
         judged = verdicts.set_index("model")
         for column in ("health", "health_reason"):

@@ -234,12 +234,46 @@ def read_losses(path: str | os.PathLike | None) -> list[dict[str, Any]] | None:
         raise InputError(path, f"cannot read the training log ({err})") from err
 
 
+def read_last_snapshot(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The last synthetic row of a ``snapshots.jsonl`` that carries a verdict (None when
+    ``path`` is None, absent or has none)."""
+    if path is None or not Path(path).exists():
+        return None
+    import json
+
+    last = None
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row.get("source") == "synthetic" and row.get("health"):
+                    last = row
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read the snapshot log ({err})") from err
+    return last
+
+
+def snapshot_verdict(row: Mapping[str, Any]) -> HealthVerdict:
+    """The verdict of a model judged by its last training snapshot ``row`` (see
+    :mod:`medgan.analysis.snapshot_scorer`: the same rule on a fixed real subset)."""
+    where = f"last training snapshot (step {row.get('step')}"
+    if row.get("n_images") is not None:
+        where += f", {row['n_images']} images against {row.get('n_reference')} real"
+    return HealthVerdict(str(row["health"]), f"{where}): {row.get('health_reason', '')}",
+                         {k: float(row[k]) for k in ("msssim_mean", "rho", "domain_precision",
+                                                     "domain_recall", "domain_coverage")
+                          if isinstance(row.get(k), (int, float))})
+
+
 def study_health(metric_tables: Sequence[pd.DataFrame], stats_files: Mapping[str, Any], *,
-                 thresholds: Mapping[str, float] | None = None) -> pd.DataFrame:
+                 thresholds: Mapping[str, float] | None = None,
+                 snapshot_files: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per model (``model``, ``health``, ``health_reason``, the numbers used): every
     model of the ``metric_tables`` (each a model's ``metrics.tsv``: its ``synthetic`` row
     judged against its own ``real_heldout`` row) and every model of ``stats_files``
-    (model -> ``stats.jsonl``; a model without metrics is judged on its losses alone)."""
+    (model -> ``stats.jsonl``). A model without metrics is judged on its losses and, if they
+    did not diverge, by its last training snapshot (``snapshot_files``: model ->
+    ``snapshots.jsonl``): the same rule on the snapshot's fixed real subset."""
     import pandas as pd
 
     rows: dict[str, dict[str, Any]] = {}
@@ -257,10 +291,15 @@ def study_health(metric_tables: Sequence[pd.DataFrame], stats_files: Mapping[str
         if name in rows:
             continue
         v = judge_health({}, {}, thresholds=thresholds, losses=read_losses(path))
-        if v.verdict == "uncertain":
+        snapshot = read_last_snapshot((snapshot_files or {}).get(name))
+        if v.verdict == "uncertain" and snapshot is not None:
+            v = snapshot_verdict(snapshot)
+        elif v.verdict == "uncertain":
             v = HealthVerdict("uncertain", "no metric suite for this model (its `analyses` "
-                                           "lack `metrics`); its losses stayed finite")
-        rows[name] = {"model": name, "health": v.verdict, "health_reason": v.reason}
+                                           "lack `metrics`) and no training snapshot; its "
+                                           "losses stayed finite")
+        rows[name] = {"model": name, "health": v.verdict, "health_reason": v.reason,
+                      **v.numbers}
     return pd.DataFrame(list(rows.values()), columns=None if rows else HEALTH_COLUMNS)
 
 
