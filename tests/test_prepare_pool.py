@@ -59,3 +59,21 @@ def test_on_bad_case_skip_lists_the_skipped_case(release, tmp_path):
     assert info["skipped_cases"] == written["skipped_cases"]
     assert len(written["skipped_cases"]) == 1
     assert bad_case.name in json.dumps(written["skipped_cases"])
+
+
+def _blas_threads(_item):
+    from threadpoolctl import threadpool_info
+
+    return max((lib["num_threads"] for lib in threadpool_info()), default=1)
+
+
+def test_one_worker_prepares_with_one_blas_thread():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from medgan.data.preprocess.pool import ordered_map
+
+    if not threadpool_info():
+        pytest.skip("numpy has no BLAS thread pool here")
+    with threadpool_limits(limits=2):  # as a job on a node whose BLAS would use 2 threads
+        assert list(ordered_map(_blas_threads, [0, 1], workers=1)) == [1, 1]
+        assert _blas_threads(None) == 2  # lifted again between calls

@@ -54,7 +54,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
                 workers: int = 1) -> Iterator[Any]:
     """``fn(item)`` for each item, yielded in the order of ``items``.
 
-    ``workers <= 1``: in this process. Otherwise a pool of that many processes, forked (a
+    ``workers <= 1``: in this process, with one BLAS thread. Otherwise a pool of that many processes, forked (a
     Snakemake script is a ``__main__`` that a spawned process would run again), each with
     one BLAS thread (the pool is the parallelism); the processes start together at the
     first item, before the caller starts any thread (e.g. a progress bar). At most
@@ -62,7 +62,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
     The first exception stops the pool and propagates.
     """
     if workers <= 1 or len(items) <= 1:
-        yield from (fn(item) for item in items)
+        yield from _in_this_process(fn, items, max(1, workers))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=min(workers, len(items)),
@@ -81,6 +81,19 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _in_this_process(fn: Callable[[Any], Any], items: Sequence[Any],
+                     threads: int) -> Iterator[Any]:
+    """``fn(item)`` for each item in this process, each call with at most ``threads`` BLAS
+    threads (a job given one core does not spread numpy over every core of the node); the
+    limit is lifted between calls, while the caller writes."""
+    from threadpoolctl import threadpool_limits
+
+    for item in items:
+        with threadpool_limits(limits=threads):
+            result = fn(item)
+        yield result
 
 
 def _one_blas_thread() -> None:
