@@ -1,7 +1,7 @@
 """Convergence of each paper's architectures on the phantoms: train for ``--factor`` x the
 default's steps with the paper's loss and score the generator every ``--every`` steps.
 
-    nice python benchmarks/convergence.py --factor 10 --out results/benchmarks/convergence
+    nice python benchmarks/convergence.py --factor 10 --jobs 2 --out results/benchmarks/convergence
 
 Models (``--models``; default :data:`MODELS`: one per architecture of the four papers, each with
 the loss its paper uses) are read from ``--config`` (config/config.yaml) and must have been
@@ -22,7 +22,9 @@ they are compared with the real training images, pooled to at most 16 px, as fla
 
 The same numbers for the held-out real images are the baseline. A score is ``learned`` when
 precision and recall are both at least half of the baseline's and ``rho_ratio >= 0.8``
-(Delplace's bar in issue 16). Writes ``curves.tsv`` (one row per score), ``table.tsv`` (per
+(Delplace's bar in issue 16). Each score also gets the workflow's own verdict (``health``: the
+snapshot scorer of :mod:`medgan.analysis.snapshot_scorer`, with the domain precision and recall
+where ``results/featurenets/<dataset>/featurenet.pt`` exists). Writes ``curves.tsv`` (one row per score), ``table.tsv`` (per
 model: steps until learned, the final numbers, train seconds), ``curves.png``; prints the table.
 Nothing here is timed by a test; the test runs it on a tiny setting.
 """
@@ -109,6 +111,24 @@ def chunks(model: dict[str, Any], factor: float, every: int) -> tuple[dict[str, 
     return schedule, stops
 
 
+def health_scorer(root: Path, model: dict[str, Any], data_dir: Path, split: Path):
+    """The workflow's snapshot scorer of ``model`` (its health rule and, where the workflow made
+    the dataset's feature network, the domain metrics), as ``train_gan`` uses it."""
+    from medgan.analysis.snapshot_scorer import SnapshotScorer
+
+    net = root / "results" / "featurenets" / model["dataset"] / "featurenet.pt"
+    return SnapshotScorer.from_files(data_dir, split, channels=model["channels"],
+                                     featurenet=net if net.is_file() else None)
+
+
+def health_of(scorer, images: np.ndarray) -> dict[str, Any]:
+    """``health`` (the workflow's verdict, on ``scorer.n_images`` of ``images``) and the domain
+    precision and recall it used (NaN without a feature network)."""
+    got = scorer(images[:scorer.n_images])
+    return {"health": got.get("health"),
+            **{k: float(got.get(k, float("nan"))) for k in ("domain_precision", "domain_recall")}}
+
+
 def run_model(name: str, model: dict[str, Any], *, factor: float, every: int, n: int,
               out: Path, root: Path) -> list[dict[str, Any]]:
     data_dir = root / "results" / "data" / model["dataset"]
@@ -121,6 +141,7 @@ def run_model(name: str, model: dict[str, Any], *, factor: float, every: int, n:
     heldout_rho = realism_rho(held, pca)
     real_pairwise = mean_pairwise(pooled(train))
     base = scores(held, train, heldout_rho, pca, real_pairwise)
+    scorer = health_scorer(root, model, data_dir, split)
     schedule, stops = chunks(model, factor, every)
     rows, seconds = [], 0.0
     for step in stops:
@@ -138,11 +159,15 @@ def run_model(name: str, model: dict[str, Any], *, factor: float, every: int, n:
         row = {"model": name, "step": step, "train_cpu_s": round(seconds, 1),
                **scores(images, train, heldout_rho, pca, real_pairwise)}
         row["learned"] = learned(row, base)
+        row.update(health_of(scorer, images))
         rows.append(row)
         print(json.dumps(row), flush=True)
         if run.get("diverged_at_step"):
             break
-    rows.append({"model": name, "step": "heldout", **base, "learned": True})
+    real = scorer.baseline or {}
+    rows.append({"model": name, "step": "heldout", **base, "learned": True, "health": "baseline",
+                 **{k: float(real.get(k, float("nan")))
+                    for k in ("domain_precision", "domain_recall")}})
     return rows
 
 
@@ -152,14 +177,19 @@ def summarise(curves: pd.DataFrame) -> pd.DataFrame:
         runs = c[c["step"] != "heldout"]
         base = c[c["step"] == "heldout"].iloc[0]
         hit = runs[runs["learned"]]
+        healthy = runs[runs["health"] == "learned"]
         last = runs.iloc[-1]
         table.append({"model": name, "steps_until_learned": int(hit["step"].iloc[0])
                       if len(hit) else None, "final_step": int(last["step"]),
                       "final_learned": bool(last["learned"]),
+                      "steps_until_health_learned": int(healthy["step"].iloc[0])
+                      if len(healthy) else None, "final_health": last["health"],
                       **{k: round(float(last[k]), 3) for k in (
-                          "precision", "recall", "coverage", "rho_ratio", "pairwise_ratio")},
+                          "precision", "recall", "coverage", "rho_ratio", "pairwise_ratio",
+                          "domain_precision", "domain_recall")},
                       "heldout_precision": round(float(base["precision"]), 3),
                       "heldout_recall": round(float(base["recall"]), 3),
+                      "heldout_domain_precision": round(float(base["domain_precision"]), 3),
                       "train_cpu_s": float(last["train_cpu_s"])})
     return pd.DataFrame(table)
 
@@ -194,16 +224,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--every", type=int, default=500, help="steps between scores")
     parser.add_argument("--n", type=int, default=256, help="generated images per score")
     parser.add_argument("--out", default="results/benchmarks/convergence")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once, one process and one thread each")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     models = yaml.safe_load(Path(args.config).read_text())["models"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name in args.models:
-        rows += run_model(name, copy.deepcopy(models[name]), factor=args.factor,
-                          every=args.every, n=args.n, out=out, root=Path(args.root))
-    curves = pd.DataFrame(rows)
+    kwargs = dict(factor=args.factor, every=args.every, n=args.n, out=out, root=Path(args.root))
+    runs = [(name, copy.deepcopy(models[name])) for name in args.models]
+    if args.jobs <= 1:
+        per_model = [run_model(name, model, **kwargs) for name, model in runs]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            futures = [pool.submit(run_model, name, model, **kwargs) for name, model in runs]
+            per_model = [f.result() for f in futures]  # in the order of --models
+    curves = pd.DataFrame([row for rows in per_model for row in rows])
     curves.to_csv(out / "curves.tsv", sep="\t", index=False)
     table = summarise(curves)
     table.to_csv(out / "table.tsv", sep="\t", index=False)
