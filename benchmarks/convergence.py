@@ -24,8 +24,9 @@ The same numbers for the held-out real images are the baseline. A score is ``lea
 precision and recall are both at least half of the baseline's and ``rho_ratio >= 0.8``
 (Delplace's bar in issue 16). Each score also gets the workflow's own verdict (``health``: the
 snapshot scorer of :mod:`medgan.analysis.snapshot_scorer`, with the domain precision and recall
-where ``results/featurenets/<dataset>/featurenet.pt`` exists). Writes ``curves.tsv`` (one row per score), ``table.tsv`` (per
-model: steps until learned, the final numbers, train seconds), ``curves.png``; prints the table.
+where ``results/featurenets/<dataset>/featurenet.pt`` exists). Writes ``curves.tsv`` (one row
+per score), ``table.tsv`` (per model: steps until learned, the final numbers, train seconds),
+``curves.png``; prints the table.
 Nothing here is timed by a test; the test runs it on a tiny setting.
 """
 

@@ -216,3 +216,24 @@ def test_inception_fid_keys_and_values(detector):
     assert out["fid_inception_T1"] == pytest.approx(0.0, abs=1e-6)
     assert out["fid_inception_T2"] > 1e-3
     assert out["fid_inception"] == pytest.approx(out["fid_inception_T2"] / 2)
+
+
+def test_domain_precision_and_density_use_the_larger_synthetic_set():
+    from medgan.analysis.metrics import MetricInputs, compute_metrics
+    from medgan.analysis.metrics.distribution import manifold_intervals
+
+    rng = np.random.default_rng(0)
+    real, few, many = rng.normal(size=(60, 4)), rng.normal(size=(20, 4)), rng.normal(size=(400, 4))
+    images = np.zeros((20, 1, 4, 4), np.float32)
+    inputs = dict(reference=images, candidate=images, heldout=images, channel_names=["T1"],
+                  data_range=1.0, settings={"bootstrap": 50, "kid_subset_size": 20},
+                  reference_features=real, candidate_features=few)
+    plain = compute_metrics(MetricInputs(**inputs), ["domain"])
+    both = compute_metrics(MetricInputs(**inputs, precision_candidate_features=many), ["domain"])
+    big = manifold_intervals(real, many, n_boot=50)
+    assert both["domain_precision"] == big["precision"] and both["domain_n_fake_precision"] == 400
+    assert both["domain_density"] == big["density"]
+    assert both["domain_precision_hi"] - both["domain_precision_lo"] < \
+        plain["domain_precision_hi"] - plain["domain_precision_lo"]
+    for key in ("domain_recall", "domain_coverage", "domain_fid"):  # these stay at N = 20
+        assert both[key] == plain[key]

@@ -145,7 +145,7 @@ def evaluate_model(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     data = load_model_data(checkpoint, data_dir, split, seed=seed, config=config,
                            max_reference=settings.get("max_reference"))
     sets = _synthetic_sets(G, config, data, names, settings, checkpoint)
-    feats = _features(names, featurenet, data, sets["synthetic"])
+    feats = _features(names, featurenet, data, sets)
     detector = None
     inception_path = settings.get("inception_weights") or ""
     if inception_path:
@@ -175,7 +175,8 @@ def _synthetic_sets(G, config: dict[str, Any], data: ModelData, names: list[str]
                     settings: dict[str, Any], checkpoint) -> dict[str, np.ndarray | None]:
     """The synthetic images a model is scored on: ``synthetic`` (``n_synthetic``), and the
     larger sets of Delplace's metrics (``delplace``, ``delplace_n`` images) and of the
-    two-sample test (``c2st``, ``c2st_n_synthetic``); None where the scored set serves."""
+    two-sample test (``c2st``, ``c2st_n_synthetic``) and of the domain precision and density
+    (``precision``, ``precision_n_synthetic``); None where the scored set serves."""
     from medgan.training.generate import generate_from
 
     seed = int(settings.get("seed", 0))
@@ -193,14 +194,23 @@ def _synthetic_sets(G, config: dict[str, Any], data: ModelData, names: list[str]
     n_c2st = c2st_count(settings.get("c2st_n_synthetic", "reference"), len(data.train), n_syn)
     if "c2st" in names and n_c2st != n_syn:
         sets["c2st"] = generate_from(G, config, n_c2st, seed=seed + 2)
+    # precision and density do not depend on N in expectation: as many as the reference
+    n_prec = c2st_count(settings.get("precision_n_synthetic", "reference"), len(data.train),
+                        n_syn)
+    sets["precision"] = None
+    if "domain" in names and n_prec != n_syn:
+        same = sets["c2st"] is not None and len(sets["c2st"]) == n_prec
+        sets["precision"] = sets["c2st"] if same else generate_from(G, config, n_prec,
+                                                                    seed=seed + 3)
     return sets
 
 
-def _features(names: list[str], featurenet, data: ModelData, synthetic: np.ndarray
-              ) -> dict[str, np.ndarray | None]:
-    """Domain features of the training, held-out and synthetic images (None without
-    ``domain``)."""
-    feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None}
+def _features(names: list[str], featurenet, data: ModelData,
+              sets: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """Domain features of the training, held-out and synthetic images, and of the precision
+    set when it has its own (None without ``domain``)."""
+    feats: dict[str, np.ndarray | None] = {"train": None, "heldout": None, "synthetic": None,
+                                           "precision": None}
     if "domain" not in names:
         return feats
     if featurenet is None:
@@ -209,8 +219,9 @@ def _features(names: list[str], featurenet, data: ModelData, synthetic: np.ndarr
 
     net, net_info = load_feature_net(featurenet)
     for key, images in (("train", data.train), ("heldout", data.heldout),
-                        ("synthetic", synthetic)):
-        feats[key] = extract_features(net, net_info, images, data.channel_names)
+                        ("synthetic", sets["synthetic"]), ("precision", sets.get("precision"))):
+        if images is not None:
+            feats[key] = extract_features(net, net_info, images, data.channel_names)
     return feats
 
 
@@ -225,18 +236,18 @@ def _score_sets(data: ModelData, sets: dict[str, np.ndarray | None],
     windows = channel_windows(data.train)
     data_range = float(data.train.max() - data.train.min()) or 1.0
     rows, tables = [], {}
-    for source, candidate, groups, cand_feats, delplace_set, c2st_set in (
+    for source, candidate, groups, cand_feats, delplace_set, c2st_set, prec_feats in (
             (SOURCE_SYNTHETIC, sets["synthetic"], None, feats["synthetic"], sets["delplace"],
-             sets["c2st"]),
+             sets["c2st"], feats["precision"]),
             (SOURCE_HELDOUT, data.heldout, data.heldout_groups, feats["heldout"],
-             data.heldout[:delplace_n], None)):
+             data.heldout[:delplace_n], None, None)):
         inputs = MetricInputs(
             reference=data.train, candidate=candidate, heldout=data.heldout,
             channel_names=data.channel_names, data_range=data_range, settings=settings,
             seed=seed, reference_groups=data.train_groups, candidate_groups=groups,
             reference_features=feats["train"], candidate_features=cand_feats,
             inception=detector, windows=windows, delplace_candidate=delplace_set,
-            c2st_candidate=c2st_set)
+            c2st_candidate=c2st_set, precision_candidate_features=prec_feats)
         t_set = time.perf_counter()
         values = compute_metrics(inputs, names)
         log.info("%s %s: %d metrics in %.1f s", model_name, source, len(values),

@@ -55,6 +55,9 @@ class MetricInputs:
     delplace_candidate: np.ndarray | None = None
     # the classifier two-sample test's own, larger set of candidates (default: ``candidate``)
     c2st_candidate: np.ndarray | None = None
+    # features of a larger candidate set for the domain precision and density, whose expected
+    # value does not depend on the number of candidates (default: ``candidate_features``)
+    precision_candidate_features: np.ndarray | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: Any) -> Any:
@@ -105,13 +108,21 @@ def _domain(m: MetricInputs) -> dict[str, float]:
 
     if m.reference_features is None or m.candidate_features is None:
         raise ValueError("the domain metrics need the feature network's features")
-    return feature_metrics(m.reference_features, m.candidate_features, seed=m.seed,
-                           kid_subsets=m.option("kid_subsets", 50),
-                           kid_subset_size=m.option("kid_subset_size", 1000),
-                           k_pr=m.option("k_precision_recall", 3),
-                           k_dc=m.option("k_density_coverage", 5),
-                           level=m.option("interval_level", 0.95),
-                           n_boot=m.option("bootstrap", 1000))
+    manifold = dict(k_pr=m.option("k_precision_recall", 3),
+                    k_dc=m.option("k_density_coverage", 5),
+                    level=m.option("interval_level", 0.95), n_boot=m.option("bootstrap", 1000))
+    out = feature_metrics(m.reference_features, m.candidate_features, seed=m.seed,
+                          kid_subsets=m.option("kid_subsets", 50),
+                          kid_subset_size=m.option("kid_subset_size", 1000), **manifold)
+    if m.precision_candidate_features is not None:
+        from medgan.analysis.metrics.distribution import manifold_intervals
+
+        big = manifold_intervals(m.reference_features, m.precision_candidate_features,
+                                 seed=m.seed, **manifold)
+        for name in ("precision", "density"):
+            out.update({f"domain_{name}{end}": big[f"{name}{end}"] for end in ("", "_lo", "_hi")})
+        out["domain_n_fake_precision"] = big["n_fake"]
+    return out
 
 
 def _inception(m: MetricInputs) -> dict[str, float]:

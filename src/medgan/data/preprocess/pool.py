@@ -54,8 +54,9 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
                 workers: int = 1) -> Iterator[Any]:
     """``fn(item)`` for each item, yielded in the order of ``items``.
 
-    ``workers <= 1``: in this process, with one BLAS thread. Otherwise a pool of that many processes, forked (a
-    Snakemake script is a ``__main__`` that a spawned process would run again), each with
+    ``workers <= 1``: in this process, with one BLAS thread. Otherwise a pool of that many
+    processes, forked (a Snakemake script is a ``__main__`` that a spawned process would run
+    again), each with
     one BLAS thread (the pool is the parallelism); the processes start together at the
     first item, before the caller starts any thread (e.g. a progress bar). At most
     ``2 * workers`` items are in flight, so results do not pile up behind a slow subject.
