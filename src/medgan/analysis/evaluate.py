@@ -31,6 +31,7 @@ from medgan.data.prepared import load_prepared
 from medgan.data.split import load_split, split_indices
 from medgan.errors import InputError
 from medgan.plotting import channel_windows
+from medgan.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +335,7 @@ def study_metrics_table(metrics_files: list[str | os.PathLike], out_path: str | 
 
 
 def _read_metrics(path: str | os.PathLike) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep="\t")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(path, f"cannot read the metrics table ({err})") from err
+    return read_table(path, "the metrics table")
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from medgan.atomic import write_tsv
 from medgan.errors import InputError
+from medgan.tables import read_table
 
 TRAIN, HELDOUT = "train", "heldout"
 GROUP_COLUMNS = ("subject", "image")  # "auto": the first that meta.tsv has
@@ -63,10 +64,7 @@ def write_split(meta_path: str | os.PathLike, out_path: str | os.PathLike, *, fr
                 seed: int = 0, group_by: str = "auto") -> dict[str, int]:
     """Write ``split.tsv`` for the prepared dataset whose ``meta.tsv`` is ``meta_path``."""
     meta_path = Path(meta_path)
-    try:
-        meta = pd.read_csv(meta_path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(meta_path, f"cannot read the table ({err})") from err
+    meta = read_table(meta_path, "the table", dtype=str, keep_default_na=False)
     if len(meta) == 0:
         raise InputError(meta_path, "holds no images to split")
     try:
@@ -86,10 +84,7 @@ def write_split(meta_path: str | os.PathLike, out_path: str | os.PathLike, *, fr
 def load_split(path: str | os.PathLike, n_images: int | None = None) -> pd.DataFrame:
     """Read ``split.tsv``; ``n_images``: the prepared dataset's size, which it must match."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype={"group": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(path, f"cannot read the split table ({err})") from err
+    table = read_table(path, "the split table", dtype={"group": str}, keep_default_na=False)
     missing = {"index", "group", "split"} - set(table.columns)
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}")

@@ -18,6 +18,7 @@ import pandas as pd
 from medgan.atomic import write_tsv
 from medgan.errors import InputError
 from medgan.plotting import _pyplot, channel_windows, save_figure
+from medgan.tables import read_table
 
 PAPER_VESSEL_AUC = 0.97  # sec. 4.1
 
@@ -113,10 +114,7 @@ def vessel_auc_table(models: Sequence[str], tables: Sequence[str | os.PathLike],
     pipeline's baseline), next to the paper's 0.97 for synthetic images."""
     rows = []
     for name, file in zip(models, tables, strict=True):
-        try:
-            table = pd.read_csv(file, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(file, f"cannot read the vessel AUC table ({err})") from err
+        table = read_table(file, "the vessel AUC table")
         means = table[table["image"].astype(str) == "mean"]
         for _, row in means.iterrows():
             rows.append({"model": name, "images": row["source"],

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from medgan.atomic import write_tsv
-from medgan.errors import InputError
+from medgan.tables import read_table
 
 COUNTS = ["real_as_real", "real_as_synthetic", "synthetic_as_real", "synthetic_as_synthetic"]
 # Table 1 of the paper: (image type, GAN, resolution) -> accuracy %, RR, RS, SR, SS (50 + 50).
@@ -105,16 +105,10 @@ def write_table1(metrics_files: Sequence[str | os.PathLike], path: str | os.Path
     with the Visual Turing Test's scores (``vtt_scores``: a vtt_score table1.tsv) beside."""
     tables = {}
     for name, file in zip(models, metrics_files, strict=True):
-        try:
-            tables[name] = pd.read_csv(file, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(file, f"cannot read the metrics table ({err})") from err
+        tables[name] = read_table(file, "the metrics table")
     out = table1(tables, models=models, datasets=datasets)
     if vtt_scores is not None:
-        try:
-            scores = pd.read_csv(vtt_scores, sep="\t", keep_default_na=False)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(vtt_scores, f"cannot read the reader study's scores ({err})") from err
+        scores = read_table(vtt_scores, "the reader study's scores", keep_default_na=False)
         out = add_reader_study(out, scores)
     write_tsv(path, out)
     return out

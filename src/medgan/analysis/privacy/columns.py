@@ -11,6 +11,7 @@ import pandas as pd
 
 from medgan.analysis.privacy.roc import SUMMARY_FPRS
 from medgan.errors import InputError
+from medgan.tables import read_table
 
 
 def privacy_columns(tables: list[str | os.PathLike]) -> pd.DataFrame:
@@ -22,10 +23,7 @@ def privacy_columns(tables: list[str | os.PathLike]) -> pd.DataFrame:
     else ``no evidence``) and ``privacy_epsilon`` (DP models)."""
     rows = []
     for path in tables:
-        try:
-            table = pd.read_csv(path, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(path, f"cannot read the privacy table ({err})") from err
+        table = read_table(path, "the privacy table")
         need = {"model", "attack", "set", "level", "auc", "headline", "verdict"}
         if not need <= set(table.columns) or table.empty:
             raise InputError(path, f"not a privacy table (needs columns {sorted(need)})")

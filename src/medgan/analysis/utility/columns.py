@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from medgan.errors import InputError
+from medgan.tables import read_table
 
 
 def utility_columns(tables: list[str | os.PathLike]) -> pd.DataFrame:
@@ -19,10 +20,7 @@ def utility_columns(tables: list[str | os.PathLike]) -> pd.DataFrame:
     ``utility_real``, ``utility_gain`` (the paired difference) and ``utility_verdict``."""
     rows = []
     for path in tables:
-        try:
-            table = pd.read_csv(path, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(path, f"cannot read the utility table ({err})") from err
+        table = read_table(path, "the utility table")
         rows.append(_headline(table, path))
     return pd.DataFrame(rows)
 

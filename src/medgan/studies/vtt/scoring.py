@@ -25,6 +25,7 @@ import pandas as pd
 
 from medgan.errors import InputError
 from medgan.studies.vtt.answers import read_answers, read_reader_groups
+from medgan.tables import read_table
 
 POOLED = "pooled"
 ALL_GROUPS = "all"
@@ -174,10 +175,7 @@ def _load_kit(key_path: Path, record_path: Path) -> tuple[dict[str, Any], pd.Dat
         record = json.loads(Path(record_path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(record_path, f"cannot read the kit record ({err})") from err
-    try:
-        key = pd.read_csv(key_path, sep="\t", dtype={"item": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(key_path, f"cannot read the answer key ({err})") from err
+    key = read_table(key_path, "the answer key", dtype={"item": str}, keep_default_na=False)
     missing = {"item", "truth", "model", "image_type"} - set(key.columns)
     if missing:
         raise InputError(key_path, f"missing column(s) {sorted(missing)}")
