@@ -116,7 +116,10 @@ def test_ada_p_rises_when_d_overfits_a_tiny_dataset_and_stays_near_zero_on_a_lar
     p_large = _train_d(lambda step: large[16 * step : 16 * (step + 1)])
     # D memorised the 4 images: r_t > 0.6 and p grows until the augmentation hides them
     assert sum(p_tiny[50:]) / 50 > 0.1, p_tiny[::10]
-    assert max(p_large) < 0.05, p_large[::10]  # every image new: D cannot tell real from noise
+    # every image new: D cannot tell real from noise; p may twitch once early (0.064 on one
+    # x86 CPU, under 0.05 on another: float order) and is back at 0 for the second half
+    assert max(p_large) < 0.1 and sum(p_large[50:]) / 50 < 0.02, p_large[::10]
+    assert sum(p_tiny[50:]) > 5 * sum(p_large[50:]) + 1.0
 
 
 def test_adaptive_state_round_trips():
