@@ -138,16 +138,19 @@ def test_preflight_detects_missing_accounting(env, tmp_path):
 def test_bad_input_on_the_cluster_is_one_line_on_the_terminal(env, tmp_path):
     """A truncated scan stops a cluster job; the head prints the rule's log and the job's SLURM
     log (``show-failed-logs``), each with the job's one line, and no traceback. One small job,
-    not retried: a bad file stays bad."""
+    and the profile does not resubmit it (only its training rules are retried): a bad file
+    stays bad."""
     work = workflow_copy(tmp_path / "w", CONFIG)
     bad = add_truncated_brats(work)
     proc = subprocess.run(
         [str(BIN / "snakemake"), *CLUSTER_ARGS, "results/data/brats_user/images.npy",
-         "--retries", "0", "--set-threads", "prepare_dataset=1"],  # nargs+ last: not the target
+         "--set-threads", "prepare_dataset=1"],  # nargs+ last: not the target
         cwd=work, env=env, capture_output=True, text=True, timeout=600,
     )
     terminal = proc.stdout + proc.stderr
     assert proc.returncode == 1, terminal[-4000:]
+    submitted = list((work / ".snakemake/slurm_logs/rule_prepare_dataset").rglob("*.log"))
+    assert len(submitted) == 1, f"prepare_dataset was submitted {len(submitted)} times"
     lines = [ln for ln in terminal.splitlines() if ln.startswith(f"prepare_dataset: {bad}: ")]
     assert len(lines) >= 2 and "truncated" in lines[0], terminal[-4000:]
     assert "Logfile logs/data/brats_user.log:" in terminal

@@ -231,7 +231,7 @@ def run_timeout_case(case: Case) -> Case:
 def run_killwait_case(case: Case) -> Case:
     """Stopped twice by the trainer before the (moved) end time; then the job ends after its
     limit with training finished; the retry must only write the outputs again."""
-    proc = case.start("--retries", "3")
+    proc = case.start("--preemptible-retries", "3")
     for _ in range(2):
         job = case.wait_for_job()
         # the trainer reads the new end time within MEDGAN_SLURM_POLL_S and stops
@@ -253,13 +253,13 @@ def run_cancel_case(case: Case) -> Case:
     """scancel twice (as a preemption does), each time followed by a new snakemake run."""
     case.rcs = []
     for _ in range(2):
-        proc = case.start("--retries", "0")
+        proc = case.start("--preemptible-retries", "0")
         job = case.wait_for_job()
         slurm("scancel", job, env=case.env)
         case.note(f"scancel {job}")
         case.wait_gone(job)
         case.rcs.append(wait(proc, case.deadline))
-    case.rc = wait(case.start("--retries", "0"), case.deadline)
+    case.rc = wait(case.start("--preemptible-retries", "0"), case.deadline)
     return case
 
 
