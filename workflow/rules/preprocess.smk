@@ -36,6 +36,9 @@ rule prepare_dataset:
         "logs/data/{dataset}.log",
     benchmark:
         "logs/data/{dataset}.benchmark.tsv"
+    # before training: on 2 cores, a long one-core training job that starts first leaves the
+    # other core idle while this (2-thread) job waits for both
+    priority: 10
     conda:
         MEDGAN_ENV
     # one worker process per thread, each holding one subject (~400 MB at 240x240x155); 4 fits
