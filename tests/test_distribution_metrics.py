@@ -235,5 +235,36 @@ def test_domain_precision_and_density_use_the_larger_synthetic_set():
     assert both["domain_density"] == big["density"]
     assert both["domain_precision_hi"] - both["domain_precision_lo"] < \
         plain["domain_precision_hi"] - plain["domain_precision_lo"]
-    for key in ("domain_recall", "domain_coverage", "domain_fid"):  # these stay at N = 20
-        assert both[key] == plain[key]
+    assert both["domain_fid"] == plain["domain_fid"]  # at N = 20, the scored set
+    off = compute_metrics(MetricInputs(**{**inputs, "settings": {**inputs["settings"],
+                                                                 "matched_subsets": 0}},
+                                       precision_candidate_features=many), ["domain"])
+    for key in ("domain_recall", "domain_coverage"):  # the scored set's own without subsets
+        assert off[key] == plain[key]
+    assert both["domain_matched_subsets"] == 100 and "domain_matched_subsets" not in off
+
+
+def test_matched_recall_coverage_is_the_mean_over_subsets_of_n():
+    """Recall and coverage at N = 20 from a pool of 400: the mean of the plain metrics over
+    the same random subsets, with a narrower spread than one set of 20 has."""
+    from medgan.analysis.metrics.distribution import (
+        density_coverage,
+        matched_recall_coverage,
+        precision_recall,
+    )
+
+    rng = np.random.default_rng(1)
+    real, pool = rng.normal(size=(60, 4)), rng.normal(size=(400, 4))
+    got = matched_recall_coverage(real, pool, 20, subsets=30, seed=7)
+    pick_rng = np.random.default_rng(7)
+    picks = [np.sort(pick_rng.choice(400, size=20, replace=False)) for _ in range(30)]
+    recall = [precision_recall(real, pool[p], k=3)["recall"] for p in picks]
+    coverage = [density_coverage(real, pool[p], k=5)["coverage"] for p in picks]
+    assert got["recall"] == pytest.approx(np.mean(recall))
+    assert got["coverage"] == pytest.approx(np.mean(coverage))
+    assert got["coverage_subset_sd"] == pytest.approx(np.std(coverage, ddof=1))
+    assert got["coverage_lo"] < got["coverage"] < got["coverage_hi"]
+    width = got["coverage_hi"] - got["coverage_lo"]
+    assert width < 2 * got["coverage_subset_sd"]  # the mean's interval, not one set's spread
+    with pytest.raises(ValueError, match="pool"):
+        matched_recall_coverage(real, pool[:10], 20)

@@ -122,7 +122,24 @@ def _domain(m: MetricInputs) -> dict[str, float]:
         for name in ("precision", "density"):
             out.update({f"domain_{name}{end}": big[f"{name}{end}"] for end in ("", "_lo", "_hi")})
         out["domain_n_fake_precision"] = big["n_fake"]
+        out.update(_matched_recall_coverage(m, manifold))
     return out
+
+
+def _matched_recall_coverage(m: MetricInputs, manifold: dict[str, Any]) -> dict[str, float]:
+    """Recall and coverage at the scored set's N, averaged over ``matched_subsets`` subsets of
+    the larger precision set (one draw of N is noisy); {} when that set is not larger or
+    ``matched_subsets`` is 0 (then they stay those of the scored set)."""
+    from medgan.analysis.metrics.distribution import matched_recall_coverage
+
+    subsets = int(m.option("matched_subsets", 100))
+    n = len(m.candidate_features)
+    if subsets == 0 or len(m.precision_candidate_features) <= n:
+        return {}
+    got = matched_recall_coverage(m.reference_features, m.precision_candidate_features, n,
+                                  k_pr=manifold["k_pr"], k_dc=manifold["k_dc"],
+                                  subsets=subsets, level=manifold["level"], seed=m.seed)
+    return {f"domain_{key}": value for key, value in got.items()}
 
 
 def _inception(m: MetricInputs) -> dict[str, float]:
