@@ -1,17 +1,23 @@
 """Time and memory of prepare_brats on BraTS-size phantoms, for several numbers of subjects.
 
-    nice -n 19 python benchmarks/prepare_brats_bench.py --subjects 3 12 --shape 240 240 155
+    python benchmarks/prepare_brats_bench.py --subjects 4 8 16 32 64 --workers 1 2
 
 Generates max(N) phantom subjects (BraTS 2017-2021 layout, :func:`make_brats_phantoms`) in
-a temporary folder once; each N uses the first N of them. For each N it measures
+a temporary folder once; each N uses the first N of them. For each N and each number of
+workers W (default 1, 2 and every core) it measures
 
 * read: the time to just read a subject's files (nibabel load + ``get_fdata(float32)`` of
   the 4 sequences and the label map), per subject, in this process;
-* prepare: the wall time of :func:`prepare_brats` per subject, run in a fresh child process;
+* prepare: the wall time of :func:`prepare_brats` (``workers=W``) per subject, run in a
+  fresh child process; ``prep/read`` is its ratio to read (with W = 1: the cost of
+  preparing over that of reading), ``speed-up`` one worker's wall time over W's;
 * peak RSS: the child's resident high-water mark (``VmHWM`` of /proc/self/status) and the
   same less the child's RSS after its imports (what preparing adds). Not ``ru_maxrss``:
   Linux carries a forking parent's high-water mark into it across exec (here the ~1 GB of
   generating the phantoms), so it would show the parent's peak, not prepare_brats';
+* worker RSS: with W > 1, the largest high-water mark of the pool's worker processes
+  (``ru_maxrss`` of the child's children: forked from the child after its imports, so it
+  counts those, and is the memory each worker needs);
 * traced peak: with ``--tracemalloc``, the peak of the Python/numpy heap (tracemalloc) in
   a second child run, which is slower and not timed.
 
@@ -23,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,8 +62,9 @@ def child_prepare(root: str, out: str, kwargs_json: str, trace: bool) -> None:
     info = prepare_brats(root, out, **json.loads(kwargs_json))
     seconds = time.perf_counter() - start
     traced = tracemalloc.get_traced_memory()[1] if trace else None
+    workers_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kiB on Linux
     print(json.dumps({"seconds": seconds, "n_images": info["n_images"],
-                      "hwm_kib": _proc_status_kib("VmHWM"),
+                      "hwm_kib": _proc_status_kib("VmHWM"), "workers_kib": workers_kib,
                       "base_kib": base_kib, "traced_peak_bytes": traced}))
 
 
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice-stop", type=float, default=150 / 240)
     parser.add_argument("--label-channels", action="store_true",
                         help="also write the three tumour-label channels (Beers 2018)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="numbers of pool workers (default 1, 2 and every core)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also measure the traced heap peak in a second (untimed) run")
     parser.add_argument("--seed", type=int, default=0)
@@ -114,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     from medgan.data.phantoms.brats import make_brats_phantoms
 
     counts = sorted(set(args.subjects))
-    if counts[0] < 1:
-        parser.error("--subjects must be >= 1")
-    kwargs = _prepare_kwargs(args)
+    workers = sorted(set(args.workers or [1, 2, os.cpu_count() or 1]))
+    if counts[0] < 1 or workers[0] < 1:
+        parser.error("--subjects and --workers must be >= 1")
     shape = tuple(args.shape)
     with tempfile.TemporaryDirectory(prefix="prepare_brats_bench.") as tmp:
         tmp = Path(tmp)
@@ -124,39 +135,68 @@ def main(argv: list[str] | None = None) -> int:
         folders = make_brats_phantoms(tmp / "phantoms", n_subjects=counts[-1], shape=shape,
                                       seed=args.seed)
         generate = (time.perf_counter() - start) / len(folders)
+        kwargs = _prepare_kwargs(args)
         print(f"phantoms: {len(folders)} subjects of {shape}, {generate:.2f} s each to "
-              f"generate; prepare_brats({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})",
-              flush=True)
-        rows = []
-        for n in counts:
-            root = tmp / f"root_{n}"
-            root.mkdir()
-            for folder in folders[:n]:
-                (root / folder.name).symlink_to(folder, target_is_directory=True)
-            read = read_seconds_per_subject(folders[:n])
-            res = _run_child(root, tmp / f"out_{n}", kwargs, trace=False)
-            traced = None
-            if args.tracemalloc:
-                traced = _run_child(root, tmp / f"out_{n}_traced", kwargs,
-                                    trace=True)["traced_peak_bytes"]
-            rows.append((n, res["n_images"], read, res["seconds"] / n,
-                         res["hwm_kib"] / MIB, (res["hwm_kib"] - res["base_kib"]) / MIB,
-                         None if traced is None else traced / 2**20))
-            print(f"  N={n} done", flush=True)
+              f"generate; prepare_brats({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}); "
+              f"{os.cpu_count()} cores", flush=True)
+        rows = [row for n in counts
+                for row in _measure(tmp, folders[:n], kwargs, workers, args.tracemalloc)]
+    _print_table(rows)
+    return 0
 
-    header = ("subjects", "images", "read s/subj", "prepare s/subj", "peak RSS MiB",
-              "RSS added MiB", "traced peak MiB")
+
+def _measure(tmp: Path, folders: list[Path], kwargs: dict, workers: list[int],
+             tracemalloc: bool) -> list[dict]:
+    """One row per number of workers for these subjects (the first of ``workers`` is the
+    speed-up's reference)."""
+    n = len(folders)
+    root = tmp / f"root_{n}"
+    root.mkdir()
+    for folder in folders:
+        (root / folder.name).symlink_to(folder, target_is_directory=True)
+    read = read_seconds_per_subject(folders)
+    rows = []
+    for w in workers:
+        res = _run_child(root, tmp / f"out_{n}_{w}", {**kwargs, "workers": w}, trace=False)
+        traced = None
+        if tracemalloc:
+            traced = _run_child(root, tmp / f"out_{n}_{w}_traced", {**kwargs, "workers": w},
+                                trace=True)["traced_peak_bytes"]
+        rows.append({"subjects": n, "workers": w, "images": res["n_images"], "read": read,
+                     "prepare": res["seconds"] / n,
+                     "rss": res["hwm_kib"] / MIB,
+                     "added": (res["hwm_kib"] - res["base_kib"]) / MIB,
+                     "worker_rss": res["workers_kib"] / MIB if w > 1 else None,
+                     "traced": None if traced is None else traced / 2**20})
+        print(f"  N={n} W={w}: {res['seconds']:.1f} s", flush=True)
+    for row in rows:
+        row["speedup"] = rows[0]["prepare"] / row["prepare"]
+    return rows
+
+
+def _print_table(rows: list[dict]) -> None:
+    header = ("subjects", "workers", "images", "read s/subj", "prepare s/subj", "prep/read",
+              "speed-up", "peak RSS MiB", "RSS added MiB", "worker RSS MiB", "traced MiB")
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
     print(" | ".join(header))
     print(" | ".join("-" * len(h) for h in header))
-    for n, images, read, prep, rss, added, traced in rows:
-        cells = (f"{n}", f"{images}", f"{read:.2f}", f"{prep:.2f}", f"{rss:.0f}", f"{added:.0f}",
-                 "-" if traced is None else f"{traced:.0f}")
+    for r in rows:
+        cells = (f"{r['subjects']}", f"{r['workers']}", f"{r['images']}",
+                 f"{r['read']:.2f}", f"{r['prepare']:.2f}", f"{r['prepare'] / r['read']:.2f}",
+                 f"{r['speedup']:.2f}", f"{r['rss']:.0f}", f"{r['added']:.0f}",
+                 fmt(r["worker_rss"], ".0f"), fmt(r["traced"], ".0f"))
         print(" | ".join(c.rjust(len(h)) for c, h in zip(cells, header, strict=True)))
-    if len(rows) > 1:
-        (n0, *_, rss0, _, _), (n1, *_, rss1, _, _) = rows[0], rows[-1]
-        print(f"peak RSS change from N={n0} to N={n1}: {rss1 - rss0:+.0f} MiB "
-              f"({(rss1 - rss0) / (n1 - n0):+.1f} MiB per extra subject)")
-    return 0
+    for w in sorted({r["workers"] for r in rows}):
+        same = [r for r in rows if r["workers"] == w]
+        if len(same) > 1:
+            lo, hi = same[0], same[-1]
+            print(f"W={w}: peak RSS from N={lo['subjects']} to N={hi['subjects']}: "
+                  f"{hi['rss'] - lo['rss']:+.0f} MiB; prepare "
+                  f"{hi['prepare']:.2f} s/subject at N={hi['subjects']}, so 1,251 cases "
+                  f"take about {1251 * hi['prepare'] / 60:.0f} min")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_light_workflow_scripts_start_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 # pip name -> conda-forge name, where they differ
-CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
+CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base", "isal": "python-isal"}
 
 
 def test_conda_env_is_pinned_and_has_every_dependency():

@@ -94,7 +94,8 @@ def label_values(seg: np.ndarray) -> list[int]:
     lo, hi = int(seg.min()), int(seg.max())
     if lo < 0 or hi > 255:  # not a BraTS map; np.unique is fine for the error message
         return [int(v) for v in np.unique(seg)]
-    counts = np.bincount(seg.ravel().astype(np.uint8), minlength=hi + 1)
+    # memory order: a C-order ravel of a Fortran-ordered NIfTI volume is a slow strided copy
+    counts = np.bincount(seg.ravel(order="K").astype(np.uint8), minlength=hi + 1)
     return [int(v) for v in np.flatnonzero(counts)]
 
 
