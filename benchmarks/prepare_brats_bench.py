@@ -193,8 +193,10 @@ def _print_table(rows: list[dict]) -> None:
         same = [r for r in rows if r["workers"] == w]
         if len(same) > 1:
             lo, hi = same[0], same[-1]
+            workers = ("" if w == 1 else f" (workers' {hi['worker_rss'] - lo['worker_rss']:+.0f}"
+                       f" MiB)")
             print(f"W={w}: peak RSS from N={lo['subjects']} to N={hi['subjects']}: "
-                  f"{hi['rss'] - lo['rss']:+.0f} MiB; prepare "
+                  f"{hi['rss'] - lo['rss']:+.0f} MiB{workers}; prepare "
                   f"{hi['prepare']:.2f} s/subject at N={hi['subjects']}, so 1,251 cases "
                   f"take about {1251 * hi['prepare'] / 60:.0f} min")
 

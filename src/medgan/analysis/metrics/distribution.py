@@ -251,15 +251,13 @@ def matched_recall_coverage(real: np.ndarray, pool: np.ndarray, n: int, *, k_pr:
     if subsets < 2:
         raise ValueError(f"matched recall/coverage needs at least 2 subsets, got {subsets}")
     _check_k(k_dc, real, None, "density/coverage")
-    d = torch.cdist(torch.from_numpy(real), torch.from_numpy(pool)).numpy()  # (n_real, n_pool)
-    dc_radii = knn_radii(real, k_dc)
+    dc_radii = knn_radii(real, k_dc)  # the real manifold once; each subset has its own
     rng = np.random.default_rng(seed)
     values = {"recall": np.empty(subsets), "coverage": np.empty(subsets)}
     for s in range(subsets):
-        pick = np.sort(rng.choice(pool.shape[0], size=n, replace=False))
-        fake_radii = knn_radii(pool[pick], k_pr)
-        values["recall"][s] = (d[:, pick] <= fake_radii[None, :]).any(axis=1).mean()
-        values["coverage"][s] = (d[:, pick].min(axis=1) <= dc_radii).mean()
+        fake = pool[np.sort(rng.choice(pool.shape[0], size=n, replace=False))]
+        values["recall"][s] = (_ball_counts(real, fake, knn_radii(fake, k_pr)) > 0).mean()
+        values["coverage"][s] = (_nearest_distance(real, fake) <= dc_radii).mean()
     out: dict[str, float] = {"matched_subsets": subsets}
     for name, v in values.items():
         sd = float(v.std(ddof=1))
