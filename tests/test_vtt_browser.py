@@ -436,6 +436,13 @@ def test_a_changed_confidence_alone_is_kept(kit, driver, tmp_path):
     driver.find_element("id", "btn-next").click()
     state = _state(driver, "C1")
     assert state["answers"]["1:" + first]["confidence"] == 2 and len(state["history"]) == 3
+    # a reload that sees no localStorage (Chromium now and then hands a reloaded page an empty
+    # view of it) takes the tab's own copy and writes it back
+    driver.execute_script("localStorage.removeItem(PREFIX + '/reader/C1')")
+    driver.refresh()
+    assert driver.find_element("id", "reader-label").text == "Reader C1"
+    state = _state(driver, "C1")
+    assert state["answers"]["1:" + first]["confidence"] == 2 and len(state["history"]) == 3
 
 
 def test_several_readers_on_one_computer(kit, driver):

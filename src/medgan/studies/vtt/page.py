@@ -81,15 +81,31 @@ function setCurrent(r) {
 function getCurrent() {
   try { return sessionStorage.getItem(PREFIX + "/current"); } catch (e) { return null; }
 }
+// a copy of each reader's answers in this tab's sessionStorage too: Chromium now and then hands
+// a reloaded page an empty view of localStorage (a second reload shows the data again); the copy
+// with the higher revision wins
+function mirror(r, text) {
+  try { sessionStorage.setItem(PREFIX + "/mirror/" + r, text); } catch (e) { /* one copy */ }
+}
+function parsed(text) {
+  try { return text ? JSON.parse(text) : null; } catch (e) { return null; }
+}
 function fetchState(r) {
-  try { return JSON.parse(localStorage.getItem(PREFIX + "/reader/" + r)); }
-  catch (e) { storageOk = false; return null; }
+  let kept = null, copy = null;
+  try { kept = parsed(localStorage.getItem(PREFIX + "/reader/" + r)); }
+  catch (e) { storageOk = false; }
+  try { copy = parsed(sessionStorage.getItem(PREFIX + "/mirror/" + r)); } catch (e) { /* none */ }
+  if (kept && copy) return (copy.rev || 0) > (kept.rev || 0) ? copy : kept;
+  return kept || copy;
 }
 let syncing = false;
 function save() {
   if (syncing) return;  // showing what another tab saved: nothing new to write
   state.pos = pos;
-  store(PREFIX + "/reader/" + reader, JSON.stringify(state));
+  state.rev = (state.rev || 0) + 1;
+  const text = JSON.stringify(state);
+  store(PREFIX + "/reader/" + reader, text);
+  mirror(reader, text);
   setCurrent(reader);
   $("storage-warning").style.display = storageOk ? "none" : "block";
 }
@@ -344,6 +360,7 @@ window.addEventListener("storage", function (e) {
   if (reader && e.key === PREFIX + "/reader/" + reader && e.newValue) {
     state = JSON.parse(e.newValue);
     if (!state.history) state.history = [];
+    mirror(reader, e.newValue);
     syncing = true;
     try { show(pos); } finally { syncing = false; }
   }
