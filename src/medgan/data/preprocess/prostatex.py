@@ -307,6 +307,26 @@ def _prostatex_info(root, csv_path, findings, patients, sources, *, patterns, kt
     }
 
 
+def _read_volumes(patient: ProstatexPatient, ktrans_source: str,
+                  scale: Mapping[str, float] | None) -> tuple[dict, dict[str, float]]:
+    """The patient's volumes ``{channel: (image, source)}`` and each channel's scale factor;
+    ``ktrans_source`` is ``"file"``, ``"highb"`` or ``"zeros"`` (no Ktrans volume, factor 0)."""
+    scales = {**DEFAULT_SCALE, **dict(scale or {})}
+    volumes = {ch: (read_dicom_series(patient.series[ch]), patient.series[ch])
+               for ch in ("T2", "ADC")}
+    if ktrans_source == "file":
+        volumes["Ktrans"] = (read_ktrans(patient.ktrans), patient.ktrans)
+        k_scale = scales["Ktrans"]
+    elif ktrans_source == "highb":
+        volumes["Ktrans"] = (read_dicom_series(patient.series["highb"]), patient.series["highb"])
+        k_scale = scales["highb"]
+    elif ktrans_source == "zeros":
+        k_scale = 0.0
+    else:
+        raise ValueError(f"ktrans_source must be 'file', 'highb' or 'zeros', got {ktrans_source!r}")
+    return volumes, {"T2": scales["T2"], "ADC": scales["ADC"], "Ktrans": k_scale}
+
+
 def prepare_prostatex_patient(patient: ProstatexPatient, findings: list[dict[str, Any]], *,
                               findings_csv: str | os.PathLike, ktrans_source: str,
                               size_px: int = 16, spacing_mm: float = 1.0,
@@ -320,22 +340,9 @@ def prepare_prostatex_patient(patient: ProstatexPatient, findings: list[dict[str
     ``findings`` are rows of :func:`~medgan.data.readers.prostatex.read_findings` for this
     patient; ``ktrans_source`` is ``"file"``, ``"highb"`` or ``"zeros"``.
     """
-    scales = {**DEFAULT_SCALE, **dict(scale or {})}
     aug = {**DEFAULT_AUGMENT, **dict(augment or {})}
-    t2 = read_dicom_series(patient.series["T2"])
-    volumes = {"T2": (t2, patient.series["T2"]),
-               "ADC": (read_dicom_series(patient.series["ADC"]), patient.series["ADC"])}
-    if ktrans_source == "file":
-        volumes["Ktrans"] = (read_ktrans(patient.ktrans), patient.ktrans)
-        k_scale = scales["Ktrans"]
-    elif ktrans_source == "highb":
-        volumes["Ktrans"] = (read_dicom_series(patient.series["highb"]), patient.series["highb"])
-        k_scale = scales["highb"]
-    elif ktrans_source == "zeros":
-        k_scale = 0.0
-    else:
-        raise ValueError(f"ktrans_source must be 'file', 'highb' or 'zeros', got {ktrans_source!r}")
-    factors = {"T2": scales["T2"], "ADC": scales["ADC"], "Ktrans": k_scale}
+    volumes, factors = _read_volumes(patient, ktrans_source, scale)
+    t2 = volumes["T2"][0]
     axes = image_axes(t2)
     normal_step = float(t2.GetSpacing()[2])
     sources = {ch: str(src.folder if isinstance(src, DicomSeries) else src)
