@@ -330,11 +330,7 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
                                             dtype, channels=channels, names=names)
                 rows.append(row)
 
-        with open(tmp / "manifest.tsv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t",
-                                    lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        _write_manifest_tsv(tmp / "manifest.tsv", rows)
         manifest = {
             "checkpoint": str(checkpoint.resolve()),
             "checkpoint_sha256": file_sha256(checkpoint),
@@ -343,20 +339,39 @@ def write_synthetic(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *
             "n": n, "seed": seed, "channels": channels,
             "latent_dim": int(G.latent_dim), "resolution": config.get("resolution"),
             "formats": formats,
-            "nifti_layout": nifti_layout if "nifti" in formats else None,
-            "nifti_affine": affine.tolist() if "nifti" in formats else None,
-            "nifti_dtype": "float32" if "nifti" in formats else None,
-            "png_dtype": png_dtype if "png" in formats else None,
-            "png_window_source": (None if "png" not in formats else
-                                  "checkpoint" if windows else "batch_percentiles"),
-            "png_windows": (None if "png" not in formats else
-                            [list(w) for w in windows] if windows else used_windows),
+            **_format_fields(formats, nifti_layout=nifti_layout, affine=affine,
+                             png_dtype=png_dtype, windows=windows, used_windows=used_windows),
             "latents": "latents.npy",
             "model_config": config,
             "files": ["manifest.tsv", "manifest.json", "latents.npy", *formats],
         }
         write_json(tmp / "manifest.json", manifest)
     return manifest
+
+
+def _write_manifest_tsv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _format_fields(formats: Sequence[str], *, nifti_layout: str, affine: np.ndarray,
+                   png_dtype: str, windows, used_windows: list) -> dict[str, Any]:
+    """The manifest's NIfTI and PNG fields (None for a format not written): the PNG windows
+    are the checkpoint's where it has them, else each batch's percentiles as used."""
+    nifti, png = "nifti" in formats, "png" in formats
+    return {
+        "nifti_layout": nifti_layout if nifti else None,
+        "nifti_affine": affine.tolist() if nifti else None,
+        "nifti_dtype": "float32" if nifti else None,
+        "png_dtype": png_dtype if png else None,
+        "png_window_source": (None if not png else
+                              "checkpoint" if windows else "batch_percentiles"),
+        "png_windows": (None if not png else
+                        [list(w) for w in windows] if windows else used_windows),
+    }
 
 
 def read_manifest_rows(out_dir: str | os.PathLike) -> list[dict[str, str]]:
