@@ -149,6 +149,22 @@ def brats_phantom_labels(shape: tuple[int, int, int],
     tissue[cerebrum & gm] = _GM
     tissue[cerebrum & csf] = _CSF
 
+    _add_hindbrain(tissue, (x, y, z), cerebrum, d1, fold, jit, size, rng)
+
+    seg = _tumour(tissue, d1, cerebrum, x, wave, size, rng)
+    return tissue, seg
+
+
+def _add_hindbrain(tissue: np.ndarray, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   cerebrum: np.ndarray, d1: np.ndarray, fold: np.ndarray, jit: np.ndarray,
+                   size: float, rng: np.random.Generator) -> None:
+    """Paint the brainstem and the cerebellum into ``tissue`` (in place), below the cerebrum;
+    ``grid``: the voxel coordinates ``(x, y, z)`` of :func:`brats_phantom_labels`, whose ``d1``
+    (depth below the cerebral surface), ``fold`` and ``jit`` it shares. Draws from ``rng``
+    once (the folia's noise)."""
+    x, y, z = grid
+    nx, ny, nz = shape = tissue.shape
+    zc = 0.5 * nz
     # Brainstem, tilted and tapering, with the pons, down to the bottom of the field of view.
     taper = 0.8 + 0.2 * np.minimum(z / zc, 1.0)
     stem = _inside(x, y - 0.35 * (0.25 * nz - z), 0.0, (0.075 * nx * taper, 0.07 * ny * taper, 1.0))
@@ -171,9 +187,6 @@ def brats_phantom_labels(shape: tuple[int, int, int],
     tissue[stem & ~ndimage.binary_erosion(stem)] = _CSF
     fourth = _inside(x, y - (yc - 0.95 * cb_axes[1]), z - zb, (0.03 * nx, 0.03 * ny, 0.05 * nz))
     tissue[(cb | stem) & fourth] = _CSF
-
-    seg = _tumour(tissue, d1, cerebrum, x, wave, size, rng)
-    return tissue, seg
 
 
 def _tumour(tissue, depth, cerebrum, x, wave, size, rng) -> np.ndarray:
