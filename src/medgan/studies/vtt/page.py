@@ -87,14 +87,11 @@ function getCurrent() {
 function mirror(r, text) {
   try { sessionStorage.setItem(PREFIX + "/mirror/" + r, text); } catch (e) { /* one copy */ }
 }
-function parsed(text) {
-  try { return text ? JSON.parse(text) : null; } catch (e) { return null; }
-}
 function fetchState(r) {
-  let kept = null, copy = null;
-  try { kept = parsed(localStorage.getItem(PREFIX + "/reader/" + r)); }
+  let kept = null, copy = null;  // JSON.parse(null) is null: no copy
+  try { kept = JSON.parse(localStorage.getItem(PREFIX + "/reader/" + r)); }
   catch (e) { storageOk = false; }
-  try { copy = parsed(sessionStorage.getItem(PREFIX + "/mirror/" + r)); } catch (e) { /* none */ }
+  try { copy = JSON.parse(sessionStorage.getItem(PREFIX + "/mirror/" + r)); } catch (e) { /* none */ }
   if (kept && copy) return (copy.rev || 0) > (kept.rev || 0) ? copy : kept;
   return kept || copy;
 }
