@@ -91,7 +91,8 @@ function fetchState(r) {
   let kept = null, copy = null;  // JSON.parse(null) is null: no copy
   try { kept = JSON.parse(localStorage.getItem(PREFIX + "/reader/" + r)); }
   catch (e) { storageOk = false; }
-  try { copy = JSON.parse(sessionStorage.getItem(PREFIX + "/mirror/" + r)); } catch (e) { /* none */ }
+  try { copy = JSON.parse(sessionStorage.getItem(PREFIX + "/mirror/" + r)); }
+  catch (e) { /* no copy */ }
   if (kept && copy) return (copy.rev || 0) > (kept.rev || 0) ? copy : kept;
   return kept || copy;
 }
