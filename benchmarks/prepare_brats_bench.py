@@ -7,15 +7,20 @@ a temporary folder once; each N uses the first N of them. For each N and each nu
 workers W (default 1, 2 and every core) it measures
 
 * read: the time to just read a subject's files (nibabel load + ``get_fdata(float32)`` of
-  the 4 sequences and the label map), per subject, in this process;
+  the 4 sequences and the label map), per subject, in a fresh child process as glibc
+  starts it; ``read kept``: the same in a child that first calls
+  :func:`~medgan.data.preprocess.pool.keep_freed_memory`, as the preparation's workers do
+  (without it each 36 MB volume is page-faulted anew);
 * prepare: the wall time of :func:`prepare_brats` (``workers=W``) per subject, run in a
-  fresh child process; ``prep/read`` is its ratio to read (with W = 1: the cost of
-  preparing over that of reading), ``speed-up`` one worker's wall time over W's;
+  fresh child process; ``prep/read`` is its ratio to read and ``prep/kept`` to read kept
+  (with W = 1: the cost of preparing over that of reading), ``speed-up`` one worker's wall
+  time over W's;
 * peak RSS: the child's resident high-water mark (``VmHWM`` of /proc/self/status) and the
   same less the child's RSS after its imports (what preparing adds). Not ``ru_maxrss``:
   Linux carries a forking parent's high-water mark into it across exec (here the ~1 GB of
   generating the phantoms), so it would show the parent's peak, not prepare_brats';
-* worker RSS: with W > 1, the largest high-water mark of the pool's worker processes
+* worker RSS: the largest high-water mark of the pool's worker processes (W = 1 is a
+  pool of one)
   (``ru_maxrss`` of the child's children: forked from the child after its imports, so it
   counts those, and is the memory each worker needs);
 * traced peak: with ``--tracemalloc``, the peak of the Python/numpy heap (tracemalloc) in
@@ -76,12 +81,29 @@ def _proc_status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field} (not Linux?)")
 
 
+def _read_child(root: Path, keep: bool) -> float:
+    cmd = [sys.executable, __file__, "--child-read", str(root), "1" if keep else "0"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def _run_child(root: Path, out: Path, kwargs: dict, *, trace: bool) -> dict:
     cmd = [sys.executable, __file__, "--child", str(root), str(out), json.dumps(kwargs)]
     if trace:
         cmd.append("--trace")
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_read(root: str, keep: bool) -> None:
+    """Print the mean time to read a subject's files under ``root`` as one JSON line."""
+    if keep:
+        from medgan.data.preprocess.pool import keep_freed_memory
+
+        keep_freed_memory()
+    folders = sorted(p for p in Path(root).iterdir() if p.is_dir())
+    read_seconds_per_subject(folders[:1])  # imports and first-call costs, not timed
+    print(json.dumps({"seconds": read_seconds_per_subject(folders)}))
 
 
 def read_seconds_per_subject(folders: list[Path]) -> float:
@@ -116,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the traced heap peak in a second (untimed) run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-read", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_prepare(*args.child, trace=args.trace)
+        return 0
+    if args.child_read:
+        child_read(args.child_read[0], args.child_read[1] == "1")
         return 0
 
     from medgan.data.phantoms.brats import make_brats_phantoms
@@ -154,7 +180,7 @@ def _measure(tmp: Path, folders: list[Path], kwargs: dict, workers: list[int],
     root.mkdir()
     for folder in folders:
         (root / folder.name).symlink_to(folder, target_is_directory=True)
-    read = read_seconds_per_subject(folders)
+    read, kept = (_read_child(root, keep) for keep in (False, True))
     rows = []
     for w in workers:
         res = _run_child(root, tmp / f"out_{n}_{w}", {**kwargs, "workers": w}, trace=False)
@@ -163,10 +189,10 @@ def _measure(tmp: Path, folders: list[Path], kwargs: dict, workers: list[int],
             traced = _run_child(root, tmp / f"out_{n}_{w}_traced", {**kwargs, "workers": w},
                                 trace=True)["traced_peak_bytes"]
         rows.append({"subjects": n, "workers": w, "images": res["n_images"], "read": read,
-                     "prepare": res["seconds"] / n,
+                     "kept": kept, "prepare": res["seconds"] / n,
                      "rss": res["hwm_kib"] / MIB,
                      "added": (res["hwm_kib"] - res["base_kib"]) / MIB,
-                     "worker_rss": res["workers_kib"] / MIB if w > 1 else None,
+                     "worker_rss": res["workers_kib"] / MIB,
                      "traced": None if traced is None else traced / 2**20})
         print(f"  N={n} W={w}: {res['seconds']:.1f} s", flush=True)
     for row in rows:
@@ -175,8 +201,9 @@ def _measure(tmp: Path, folders: list[Path], kwargs: dict, workers: list[int],
 
 
 def _print_table(rows: list[dict]) -> None:
-    header = ("subjects", "workers", "images", "read s/subj", "prepare s/subj", "prep/read",
-              "speed-up", "peak RSS MiB", "RSS added MiB", "worker RSS MiB", "traced MiB")
+    header = ("subjects", "workers", "images", "read s/subj", "read kept", "prepare s/subj",
+              "prep/read", "prep/kept", "speed-up", "peak RSS MiB", "RSS added MiB",
+              "worker RSS MiB", "traced MiB")
 
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
@@ -185,7 +212,8 @@ def _print_table(rows: list[dict]) -> None:
     print(" | ".join("-" * len(h) for h in header))
     for r in rows:
         cells = (f"{r['subjects']}", f"{r['workers']}", f"{r['images']}",
-                 f"{r['read']:.2f}", f"{r['prepare']:.2f}", f"{r['prepare'] / r['read']:.2f}",
+                 f"{r['read']:.2f}", f"{r['kept']:.2f}", f"{r['prepare']:.2f}",
+                 f"{r['prepare'] / r['read']:.2f}", f"{r['prepare'] / r['kept']:.2f}",
                  f"{r['speedup']:.2f}", f"{r['rss']:.0f}", f"{r['added']:.0f}",
                  fmt(r["worker_rss"], ".0f"), fmt(r["traced"], ".0f"))
         print(" | ".join(c.rjust(len(h)) for c, h in zip(cells, header, strict=True)))
@@ -193,10 +221,9 @@ def _print_table(rows: list[dict]) -> None:
         same = [r for r in rows if r["workers"] == w]
         if len(same) > 1:
             lo, hi = same[0], same[-1]
-            workers = ("" if w == 1 else f" (workers' {hi['worker_rss'] - lo['worker_rss']:+.0f}"
-                       f" MiB)")
             print(f"W={w}: peak RSS from N={lo['subjects']} to N={hi['subjects']}: "
-                  f"{hi['rss'] - lo['rss']:+.0f} MiB{workers}; prepare "
+                  f"{hi['rss'] - lo['rss']:+.0f} MiB (workers' "
+                  f"{hi['worker_rss'] - lo['worker_rss']:+.0f} MiB); prepare "
                   f"{hi['prepare']:.2f} s/subject at N={hi['subjects']}, so 1,251 cases "
                   f"take about {1251 * hi['prepare'] / 60:.0f} min")
 

@@ -4,9 +4,10 @@
 subject's ``(images, rows)``; the results are appended to one
 :class:`~medgan.data.prepared.PreparedDatasetWriter` in the order of ``items`` whatever the
 number of ``workers``, so ``images.npy``, ``meta.tsv`` and ``dataset.json`` are byte-identical
-to a serial run's. With ``workers > 1`` the subjects are prepared by that many processes
-(:func:`ordered_map`; each single-threaded, at most ``2 * workers`` results waiting), so memory
-is bounded by a few subjects per worker, never by the dataset.
+to a serial run's. The subjects are prepared by ``workers`` processes (:func:`ordered_map`;
+each single-threaded, keeping its freed memory for the next subject, at most ``2 * workers``
+results waiting) while this process writes, so memory is bounded by a few subjects per
+worker, never by the dataset.
 
 Bad input (:class:`~medgan.errors.InputError`) in one subject stops the whole preparation and
 nothing is written (``on_bad_case="stop"``, the default), or, with ``on_bad_case="skip"``, the
@@ -16,6 +17,7 @@ subject is left out and listed in dataset.json's ``skipped_cases`` with the reas
 from __future__ import annotations
 
 import collections
+import ctypes
 import functools
 import itertools
 import json
@@ -54,21 +56,22 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
                 workers: int = 1) -> Iterator[Any]:
     """``fn(item)`` for each item, yielded in the order of ``items``.
 
-    ``workers <= 1``: in this process, with one BLAS thread. Otherwise a pool of that many
-    processes, forked (a Snakemake script is a ``__main__`` that a spawned process would run
-    again), each with
-    one BLAS thread (the pool is the parallelism); the processes start together at the
+    One item (or ``workers < 1``): in this process, with one BLAS thread. Otherwise a pool
+    of ``workers`` processes (one is a pool too: this process is then free to write, and
+    stays as it was), forked (a Snakemake script is a ``__main__`` that a spawned process
+    would run again), each with one BLAS thread (the pool is the parallelism) and glibc told
+    to keep freed memory (:func:`_keep_freed_memory`); the processes start together at the
     first item, before the caller starts any thread (e.g. a progress bar). At most
     ``2 * workers`` items are in flight, so results do not pile up behind a slow subject.
     The first exception stops the pool and propagates.
     """
-    if workers <= 1 or len(items) <= 1:
+    if workers < 1 or len(items) <= 1:
         yield from _in_this_process(fn, items, max(1, workers))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=min(workers, len(items)),
                              mp_context=multiprocessing.get_context(method),
-                             initializer=_one_blas_thread) as pool:
+                             initializer=_start_worker) as pool:
         pending: collections.deque = collections.deque()
         todo = iter(items)
         try:
@@ -97,14 +100,36 @@ def _in_this_process(fn: Callable[[Any], Any], items: Sequence[Any],
         yield result
 
 
-def _one_blas_thread() -> None:
+def _start_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     global _LIMITS
     _LIMITS = threadpool_limits(limits=1)  # kept for the worker's life
+    keep_freed_memory()
 
 
 _LIMITS: Any = None
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory(limit: int = 1 << 30) -> bool:
+    """Tell glibc's malloc to serve arrays up to ``limit`` bytes from the heap and keep freed
+    memory there; False where there is no glibc (nothing changed).
+
+    By default glibc gives every allocation above 32 MiB (a BraTS volume in float32 is 36 MB)
+    fresh pages of its own and returns them when it is freed, so each volume, copy and
+    temporary of every subject is page-faulted and zeroed by the kernel anew: about a third of
+    preparing a subject (``benchmarks/prepare_brats_bench.py``). With this, a worker's heap
+    stays at its high-water mark - one subject's working set, measured as the workers' RSS -
+    and the next subject reuses it. It changes the whole process for good: the pool's
+    workers call it, this process does not.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, limit), (_M_TRIM_THRESHOLD, limit), (_M_TOP_PAD, 64 << 20)))
 
 
 def check_provenance(info: dict[str, Any], provenance: dict[str, Any] | None,
