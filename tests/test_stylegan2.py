@@ -145,7 +145,7 @@ def _tiny_generator(seed=4):
 
 
 def test_path_lengths_match_a_direct_jacobian():
-    from medgan.training.losses import path_lengths, path_noise
+    from medgan.training.stylegan2_loss import path_lengths, path_noise
 
     G = _tiny_generator()
     w = G.mapping(torch.randn(3, 3)).detach()
@@ -168,7 +168,7 @@ def test_path_lengths_match_a_direct_jacobian():
 
 
 def test_lazy_path_length_penalty_and_its_moving_average():
-    from medgan.training.losses import path_lengths, path_noise
+    from medgan.training.stylegan2_loss import path_lengths, path_noise
 
     G = _tiny_generator()
     loss = build_loss({"name": "stylegan2", "pl_weight": 2.0, "pl_interval": 3,
