@@ -268,3 +268,72 @@ def test_matched_recall_coverage_is_the_mean_over_subsets_of_n():
     assert width < 2 * got["coverage_subset_sd"]  # the mean's interval, not one set's spread
     with pytest.raises(ValueError, match="pool"):
         matched_recall_coverage(real, pool[:10], 20)
+
+
+def test_knn_radii_across_groups_skip_the_vectors_own_group():
+    x = np.array([[0.0], [0.1], [3.0], [3.2], [7.0]])
+    groups = np.array(["a", "a", "b", "b", "c"])
+    np.testing.assert_allclose(knn_radii(x, 1, groups), [3.0, 2.9, 2.9, 3.1, 3.8])
+    np.testing.assert_allclose(knn_radii(x, 2, groups), [3.2, 3.1, 3.0, 3.2, 4.0])
+    with pytest.raises(ValueError, match="one label per feature vector"):
+        knn_radii(x, 1, groups[:4])
+    with pytest.raises(ValueError, match="fewer than 4 vectors outside"):
+        knn_radii(x, 4, groups)
+
+
+def test_usable_groups_need_k_vectors_outside_every_group():
+    from medgan.analysis.metrics.distribution import usable_groups
+
+    groups = np.array(["a", "a", "a", "b", "b"])
+    assert usable_groups(groups, 5, 2) is groups
+    assert usable_groups(groups, 5, 3) is None  # "a"'s vectors have only 2 outside
+    assert usable_groups(np.array(["a"] * 5), 5, 1) is None
+    assert usable_groups(None, 5, 1) is None
+
+
+def _patients(rng, n_patients: int, slices: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient a random centre with ``slices`` near-copies of it (adjacent slices)."""
+    centres = rng.normal(size=(n_patients, 4))
+    x = np.repeat(centres, slices, axis=0) + spread * rng.normal(size=(n_patients * slices, 4))
+    return x, np.repeat(np.arange(n_patients), slices)
+
+
+def test_precision_across_patients_sees_new_patients_of_the_same_distribution():
+    """Reference and held-out: patients of one distribution, each a tight cluster of slices.
+    Radii over all slices shrink to a patient's own cluster and new patients fall outside
+    (low real-vs-real precision); across patients they measure the spread between patients
+    and new patients lie inside, while far-away vectors stay outside either way."""
+    rng = np.random.default_rng(3)
+    ref, ref_groups = _patients(rng, 20, 10, 0.01)
+    new, _ = _patients(rng, 10, 10, 0.01)
+    plain = precision_recall(ref, new, k=3)["precision"]
+    across = precision_recall(ref, new, k=3, real_groups=ref_groups)["precision"]
+    assert plain < 0.2 < 0.6 < across
+    far = new + 10.0
+    assert precision_recall(ref, far, k=3, real_groups=ref_groups)["precision"] == 0.0
+    assert density_coverage(ref, far, k=5, real_groups=ref_groups)["coverage"] == 0.0
+    cover = density_coverage(ref, new, k=5, real_groups=ref_groups)["coverage"]
+    assert cover > density_coverage(ref, new, k=5)["coverage"]
+
+
+def test_domain_metric_uses_the_reference_patients_unless_switched_off():
+    from medgan.analysis.metrics import MetricInputs, compute_metrics
+
+    rng = np.random.default_rng(4)
+    ref, ref_groups = _patients(rng, 12, 6, 0.01)
+    new, new_groups = _patients(rng, 5, 6, 0.01)
+    images = np.zeros((30, 1, 4, 4), np.float32)
+    inputs = dict(reference=images, candidate=images, heldout=images, channel_names=["T1"],
+                  data_range=1.0, settings={"bootstrap": 50, "kid_subset_size": 20},
+                  reference_features=ref, candidate_features=new,
+                  reference_groups=ref_groups, candidate_groups=new_groups)
+    on = compute_metrics(MetricInputs(**inputs), ["domain"])
+    off = compute_metrics(MetricInputs(**{**inputs, "settings": {
+        **inputs["settings"], "knn_across_groups": False}}), ["domain"])
+    one = compute_metrics(MetricInputs(**{**inputs, "reference_groups": np.zeros(72)}),
+                          ["domain"])
+    assert on["domain_knn_across_groups"] == 1.0 and off["domain_knn_across_groups"] == 0.0
+    assert on["domain_precision"] > off["domain_precision"]
+    assert on["domain_recall"] == off["domain_recall"]  # the candidates' radii: all images
+    assert one["domain_knn_across_groups"] == 0.0  # one patient: radii over all images
+    assert one["domain_precision"] == off["domain_precision"]

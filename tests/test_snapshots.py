@@ -39,12 +39,17 @@ def data(images, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scorer(images, tmp_path_factory):
+def featurenet(images, tmp_path_factory):
     net, info = train_feature_net(images, ["T1"], steps=2, batch_size=16, width=4,
                                   feature_dim=8, progress=False)
     path = tmp_path_factory.mktemp("net") / "featurenet.pt"
     save_feature_net(path, net, info)
-    return SnapshotScorer(images[:30], images[30:], channel_names=["T1"], featurenet=path,
+    return path
+
+
+@pytest.fixture(scope="module")
+def scorer(images, featurenet):
+    return SnapshotScorer(images[:30], images[30:], channel_names=["T1"], featurenet=featurenet,
                           settings={"n_images": 30, "min_images": 12, "msssim_pairs": 20,
                                     "kid_subsets": 4})
 
@@ -121,3 +126,25 @@ def test_schedule_keys():
 def test_non_finite_images_are_diverged(scorer):
     images = np.full((12, 1, 16, 16), np.nan, np.float32)
     assert scorer(images)["health"] == "diverged"
+
+
+
+def test_snapshot_precision_uses_radii_across_the_reference_patients(images, featurenet):
+    """With the reference's patients (3 slices each), its k-NN radii skip a patient's own
+    slices, as the metric suite's do (the same precision as the suite's function); one
+    patient alone gives radii over all images."""
+    from medgan.analysis.metrics.distribution import manifold_intervals
+
+    groups = np.repeat(np.arange(10), 3)
+    settings = {"n_images": 30, "min_images": 12, "msssim_pairs": 20, "kid_subsets": 4}
+    plain, grouped = (SnapshotScorer(images[:30], images[30:], channel_names=["T1"],
+                                     featurenet=featurenet, settings=settings,
+                                     reference_groups=g) for g in (None, groups))
+    candidates = images[::3]
+    got = grouped(candidates)["domain_precision"]
+    feats = grouped._features(candidates)
+    assert got == manifold_intervals(grouped.reference_features, feats,
+                                     real_groups=groups)["precision"]
+    assert got >= plain(candidates)["domain_precision"]
+    one = SnapshotScorer(images[:30], None, channel_names=["T1"], reference_groups=np.zeros(30))
+    assert one.reference_groups is None

@@ -7,7 +7,8 @@ module, the caller builds it: the workflow's ``train_gan`` script, or a user). A
 scores a snapshot's images with
 
 * ``domain``: FID, KID, precision/recall, density/coverage on the dataset's own feature network
-  (:mod:`medgan.analysis.metrics.featurenet`; only when a feature network is given);
+  (:mod:`medgan.analysis.metrics.featurenet`; only when a feature network is given), with the
+  reference's k-NN radii across patients as the metric suite's (``reference_groups``);
 * ``msssim_mean``: MS-SSIM of ``msssim_pairs`` random image pairs (diversity; higher = less);
 * ``rho``: Delplace's realism (PCA of the reference, ``n_components``);
 * ``health``, ``health_reason``: the model's health rule (:mod:`medgan.analysis.health`) on these
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from medgan.data.prepared import load_prepared
-from medgan.data.split import split_indices
+from medgan.data.split import load_split, split_indices
 from medgan.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,19 @@ def _subsample(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 class SnapshotScorer:
     """Scores snapshot images against a fixed real ``reference`` (see the module docstring);
-    ``heldout``: real images for the baseline (None or fewer than 2: no baseline)."""
+    ``heldout``: real images for the baseline (None or fewer than 2: no baseline);
+    ``reference_groups``: the reference images' patients, for the k-NN radii across patients
+    (:func:`~medgan.analysis.metrics.distribution.knn_radii`; None or too few: over all)."""
 
     entry_module = "medgan.analysis.snapshot_scorer"
 
     def __init__(self, reference: np.ndarray, heldout: np.ndarray | None, *,
                  channel_names: list[str], featurenet: str | os.PathLike | None = None,
                  settings: dict[str, Any] | None = None,
-                 thresholds: dict[str, float] | None = None, spec: dict | None = None):
+                 thresholds: dict[str, float] | None = None, spec: dict | None = None,
+                 reference_groups: np.ndarray | None = None):
         from medgan.analysis.metrics.delplace import fit_real_pca
+        from medgan.analysis.metrics.distribution import usable_groups
 
         self.settings = {**DEFAULTS, **(settings or {})}
         unknown = sorted(set(self.settings) - set(DEFAULTS))
@@ -73,6 +78,7 @@ class SnapshotScorer:
         self.reference = np.asarray(reference, dtype=np.float32)
         self.channel_names, self.thresholds, self.spec = list(channel_names), thresholds, spec
         self.data_range = float(self.reference.max() - self.reference.min()) or 1.0
+        self.reference_groups = usable_groups(reference_groups, len(self.reference), K_DC)
         k = min(int(self.settings["n_components"]), len(self.reference) - 2)  # PCA needs N>=k+2
         self.pca = fit_real_pca(self.reference, n_components=k) if k >= 1 else None
         self.net = self.net_info = self.reference_features = None
@@ -101,15 +107,20 @@ class SnapshotScorer:
         cfg = {**DEFAULTS, **(settings or {})}
         data = load_prepared(data_dir, channels=channels)
         n = data.images.shape[0]
-        train, held = (np.arange(n), np.arange(0)) if split is None else split_indices(split, n)
+        table = None if split is None else load_split(split, n)
+        train, held = ((np.arange(n), np.arange(0)) if table is None
+                       else split_indices(split, n, table=table))
+        groups = None if table is None else table["group"].to_numpy()
         if len(train) < 2:
             raise InputError(split or data_dir, f"{len(train)} training image(s): snapshots "
                                                 "need at least 2")
         seed = int(cfg["seed"])
-        ref = np.asarray(data.images[_subsample(train, int(cfg["n_images"]), seed)])
+        ref_idx = _subsample(train, int(cfg["n_images"]), seed)
+        ref = np.asarray(data.images[ref_idx])
         heldout = np.asarray(data.images[_subsample(held, int(cfg["n_images"]), seed + 1)])
         return cls(ref, heldout, channel_names=list(data.info["channels"]), featurenet=featurenet,
-                   settings=settings, thresholds=thresholds, spec=spec)
+                   settings=settings, thresholds=thresholds, spec=spec,
+                   reference_groups=None if groups is None else groups[ref_idx])
 
     # --- scoring ------------------------------------------------------------------------------
 
@@ -129,7 +140,8 @@ class SnapshotScorer:
             kid_size = min(1000, len(images), len(self.reference))
             out.update(feature_metrics(self.reference_features, self._features(images),
                                        seed=seed, kid_subsets=int(self.settings["kid_subsets"]),
-                                       kid_subset_size=kid_size, k_pr=K_PR, k_dc=K_DC))
+                                       kid_subset_size=kid_size, k_pr=K_PR, k_dc=K_DC,
+                                       real_groups=self.reference_groups))
         out["msssim_mean"] = msssim_diversity(
             images, n_pairs=int(self.settings["msssim_pairs"]), seed=seed,
             data_range=self.data_range)["msssim_mean"]

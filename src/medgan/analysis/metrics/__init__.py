@@ -111,9 +111,13 @@ def _domain(m: MetricInputs) -> dict[str, float]:
     manifold = dict(k_pr=m.option("k_precision_recall", 3),
                     k_dc=m.option("k_density_coverage", 5),
                     level=m.option("interval_level", 0.95), n_boot=m.option("bootstrap", 1000))
+    real_groups = _reference_groups(m, max(manifold["k_pr"], manifold["k_dc"]))
     out = feature_metrics(m.reference_features, m.candidate_features, seed=m.seed,
                           kid_subsets=m.option("kid_subsets", 50),
-                          kid_subset_size=m.option("kid_subset_size", 1000), **manifold)
+                          kid_subset_size=m.option("kid_subset_size", 1000),
+                          real_groups=real_groups, **manifold)
+    out["domain_knn_across_groups"] = float(real_groups is not None)
+    manifold["real_groups"] = real_groups
     if m.precision_candidate_features is not None:
         from medgan.analysis.metrics.distribution import manifold_intervals
 
@@ -124,6 +128,26 @@ def _domain(m: MetricInputs) -> dict[str, float]:
         out["domain_n_fake_precision"] = big["n_fake"]
         out.update(_matched_recall_coverage(m, manifold))
     return out
+
+
+def _reference_groups(m: MetricInputs, k: int) -> np.ndarray | None:
+    """The patients of the reference features for the real k-NN radii
+    (``knn_across_groups``, default true): a real image's radius is then its distance to the
+    k-th nearest image of *another* patient. Adjacent slices of one patient are near-copies,
+    so without it the radii measure the slice spacing and the real manifold shrinks to thin
+    threads around each patient's slices: held-out patients fall outside it (issue 16: Han's
+    Concat 16 real-vs-real precision 0.36 with them, 0.86 without). The candidates' radii
+    (recall) stay over all their images, for synthetic and held-out rows alike. None without
+    (usable) groups."""
+    from medgan.analysis.metrics.distribution import usable_groups
+
+    if not m.option("knn_across_groups", True):
+        return None
+    groups = usable_groups(m.reference_groups, len(m.reference_features), k)
+    if groups is None and m.reference_groups is not None:
+        log.warning("domain metrics: the reference has too few patients for k-NN radii across "
+                    "patients (k=%d); radii over all images (domain_knn_across_groups = 0)", k)
+    return groups
 
 
 def _matched_recall_coverage(m: MetricInputs, manifold: dict[str, Any]) -> dict[str, float]:
@@ -138,7 +162,8 @@ def _matched_recall_coverage(m: MetricInputs, manifold: dict[str, Any]) -> dict[
         return {}
     got = matched_recall_coverage(m.reference_features, m.precision_candidate_features, n,
                                   k_pr=manifold["k_pr"], k_dc=manifold["k_dc"],
-                                  subsets=subsets, level=manifold["level"], seed=m.seed)
+                                  subsets=subsets, level=manifold["level"], seed=m.seed,
+                                  real_groups=manifold["real_groups"])
     return {f"domain_{key}": value for key, value in got.items()}
 
 

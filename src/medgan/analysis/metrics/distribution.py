@@ -128,15 +128,43 @@ def _chunks(n: int):
         yield start, min(start + CHUNK_ROWS, n)
 
 
-def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
-    """Distance from every row of ``x`` to its k-th nearest *other* row (exact, chunked)."""
+def knn_radii(x: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Distance from every row of ``x`` to its k-th nearest *other* row (exact, chunked).
+
+    ``groups`` (one label per row, e.g. the patient): the k-th nearest row of *another*
+    group. A patient's neighbouring slices are near-copies of each other, so without it the
+    radii measure the slice spacing, not the spread between patients (see
+    :func:`usable_groups`)."""
     t = torch.from_numpy(x)
+    codes = None if groups is None else torch.from_numpy(_group_codes(groups, x.shape[0]))
     radii = np.empty(x.shape[0])
     for a, b in _chunks(x.shape[0]):
         d = torch.cdist(t[a:b], t)
         d[torch.arange(b - a), torch.arange(a, b)] = float("inf")  # exclude the point itself
+        if codes is not None:
+            d[codes[a:b, None] == codes[None, :]] = float("inf")  # and its own group
         radii[a:b] = torch.topk(d, k, dim=1, largest=False).values[:, k - 1].numpy()
+    if not np.isfinite(radii).all():
+        raise ValueError(f"k-NN radii across groups with k={k}: some group has fewer than {k} "
+                         f"vectors outside it (check with usable_groups)")
     return radii
+
+
+def _group_codes(groups: np.ndarray, n: int) -> np.ndarray:
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must give one label per feature vector ({n}), got shape "
+                         f"{groups.shape}")
+    return np.unique(groups.astype(str), return_inverse=True)[1].astype(np.int64)
+
+
+def usable_groups(groups: np.ndarray | None, n: int, k: int) -> np.ndarray | None:
+    """``groups`` if every vector has at least ``k`` vectors of other groups (two groups at
+    least), else None: the radii are then taken over all other vectors."""
+    if groups is None:
+        return None
+    _, counts = np.unique(np.asarray(groups).astype(str), return_counts=True)
+    return groups if len(counts) >= 2 and n - counts.max() >= k else None
 
 
 def _ball_counts(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -165,62 +193,68 @@ def _check_k(k: int, real: np.ndarray, fake: np.ndarray | None, what: str) -> No
                              f"got {x.shape[0]}")
 
 
-def _precision_recall_hits(real: np.ndarray, fake: np.ndarray, k: int
+def _precision_recall_hits(real: np.ndarray, fake: np.ndarray, k: int,
+                           real_groups: np.ndarray | None = None
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Per fake vector: inside the real manifold; per real vector: inside the fake manifold."""
     _check_k(k, real, fake, "precision/recall")
-    real_radii, fake_radii = knn_radii(real, k), knn_radii(fake, k)
+    real_radii, fake_radii = knn_radii(real, k, real_groups), knn_radii(fake, k)
     return (_ball_counts(fake, real, real_radii) > 0), (_ball_counts(real, fake, fake_radii) > 0)
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> dict[str, float]:
+def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3,
+                     real_groups: np.ndarray | None = None) -> dict[str, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019).
 
     The real manifold is the union of balls around every real vector with radius its distance
     to its k-th nearest real neighbour; likewise the fake manifold. ``precision`` is the
     fraction of fake vectors inside the real manifold, ``recall`` the fraction of real vectors
-    inside the fake manifold.
+    inside the fake manifold. ``real_groups`` (e.g. the real images' patients): the real
+    radii are distances to other groups' vectors only (:func:`knn_radii`).
     """
     real, fake = _pair(real, fake)
-    in_real, in_fake = _precision_recall_hits(real, fake, k)
+    in_real, in_fake = _precision_recall_hits(real, fake, k, real_groups)
     return {"precision": float(in_real.mean()), "recall": float(in_fake.mean())}
 
 
-def _density_coverage_parts(real: np.ndarray, fake: np.ndarray, k: int
+def _density_coverage_parts(real: np.ndarray, fake: np.ndarray, k: int,
+                            real_groups: np.ndarray | None = None
                             ) -> tuple[np.ndarray, np.ndarray]:
     """Per fake vector: real balls holding it / k; per real vector: covered by a fake one."""
     _check_k(k, real, None, "density/coverage")
-    radii = knn_radii(real, k)
+    radii = knn_radii(real, k, real_groups)
     return _ball_counts(fake, real, radii) / k, _nearest_distance(real, fake) <= radii
 
 
-def density_coverage(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
+def density_coverage(real: np.ndarray, fake: np.ndarray, *, k: int = 5,
+                     real_groups: np.ndarray | None = None) -> dict[str, float]:
     """Density and coverage (Naeem et al. 2020), with balls around the *real* vectors only
-    (radius: distance to the k-th nearest real neighbour):
+    (radius: distance to the k-th nearest real neighbour, of another group with
+    ``real_groups``):
 
     ``density = 1/(k M) sum_j sum_i 1[Y_j in B(X_i, r_i)]`` (M fake vectors Y; ~1 when the fake
     set is distributed like the real one, above 1 when it crowds dense real regions);
     ``coverage = 1/N sum_i 1[exists j: Y_j in B(X_i, r_i)]`` (N real vectors X).
     """
     real, fake = _pair(real, fake)
-    density, covered = _density_coverage_parts(real, fake, k)
+    density, covered = _density_coverage_parts(real, fake, k, real_groups)
     return {"density": float(density.mean()), "coverage": float(covered.mean())}
 
 
 def manifold_intervals(real: np.ndarray, fake: np.ndarray, *, k_pr: int = 3, k_dc: int = 5,
-                       level: float = 0.95, n_boot: int = 1000, seed: int = 0
-                       ) -> dict[str, float]:
+                       level: float = 0.95, n_boot: int = 1000, seed: int = 0,
+                       real_groups: np.ndarray | None = None) -> dict[str, float]:
     """Precision, recall, density and coverage with their ``level`` intervals (``<name>_lo``,
     ``<name>_hi``) and the set sizes (``n_real``, ``n_fake``). Precision, recall and coverage
     are shares of counts: exact Clopper-Pearson intervals; density is a mean of per-fake
     counts: percentile bootstrap over the fake vectors. The manifolds (k-NN radii) are held
     fixed: the intervals give the uncertainty of which vectors were drawn into the scored
-    set, not of the radii."""
+    set, not of the radii. ``real_groups``: the real radii across groups (:func:`knn_radii`)."""
     from medgan.analysis.metrics.intervals import bootstrap_mean_interval, proportion_interval
 
     real, fake = _pair(real, fake)
-    in_real, in_fake = _precision_recall_hits(real, fake, k_pr)
-    density, covered = _density_coverage_parts(real, fake, k_dc)
+    in_real, in_fake = _precision_recall_hits(real, fake, k_pr, real_groups)
+    density, covered = _density_coverage_parts(real, fake, k_dc, real_groups)
     out: dict[str, float] = {"n_real": real.shape[0], "n_fake": fake.shape[0]}
     for name, hits in (("precision", in_real), ("recall", in_fake), ("coverage", covered)):
         lo, hi = proportion_interval(int(hits.sum()), len(hits), level=level)
@@ -232,7 +266,8 @@ def manifold_intervals(real: np.ndarray, fake: np.ndarray, *, k_pr: int = 3, k_d
 
 def matched_recall_coverage(real: np.ndarray, pool: np.ndarray, n: int, *, k_pr: int = 3,
                             k_dc: int = 5, subsets: int = 100, level: float = 0.95,
-                            seed: int = 0) -> dict[str, float]:
+                            seed: int = 0, real_groups: np.ndarray | None = None
+                            ) -> dict[str, float]:
     """Recall and coverage of ``n`` fake vectors, as their means over ``subsets`` random
     subsets of ``n`` drawn (without replacement) from the larger ``pool``.
 
@@ -241,7 +276,7 @@ def matched_recall_coverage(real: np.ndarray, pool: np.ndarray, n: int, *, k_pr:
     had coverage 0.07; 200 others averaged 0.40, sd 0.07). ``<name>_lo`` / ``_hi``: the normal
     interval of the mean over the subsets (their sampling, with the real manifold and the
     pool fixed); ``<name>_subset_sd``: the spread of a single ``n``-set, for comparison with a
-    row scored on one set."""
+    row scored on one set. ``real_groups``: the real radii across groups (:func:`knn_radii`)."""
     from medgan.analysis.metrics.intervals import mean_interval
 
     real, pool = _pair(real, pool)
@@ -251,7 +286,7 @@ def matched_recall_coverage(real: np.ndarray, pool: np.ndarray, n: int, *, k_pr:
     if subsets < 2:
         raise ValueError(f"matched recall/coverage needs at least 2 subsets, got {subsets}")
     _check_k(k_dc, real, None, "density/coverage")
-    dc_radii = knn_radii(real, k_dc)  # the real manifold once; each subset has its own
+    dc_radii = knn_radii(real, k_dc, real_groups)  # the real manifold once; each subset has its own
     rng = np.random.default_rng(seed)
     values = {"recall": np.empty(subsets), "coverage": np.empty(subsets)}
     for s in range(subsets):
@@ -269,19 +304,21 @@ def matched_recall_coverage(real: np.ndarray, pool: np.ndarray, n: int, *, k_pr:
 
 def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, kid_subsets: int = 50,
                     kid_subset_size: int = 1000, k_pr: int = 3, k_dc: int = 5,
-                    level: float = 0.95, n_boot: int = 1000) -> dict[str, float]:
+                    level: float = 0.95, n_boot: int = 1000,
+                    real_groups: np.ndarray | None = None) -> dict[str, float]:
     """All distribution metrics of this module on one pair of feature sets, keys prefixed
     ``domain_`` (features of the dataset's own feature network, see
     :mod:`medgan.analysis.metrics.featurenet`): ``domain_fid``, ``domain_kid_mean``,
     ``domain_kid_std``, ``domain_precision``, ``domain_recall``, ``domain_density``,
     ``domain_coverage``, the last four with ``_lo`` / ``_hi`` interval bounds
-    (:func:`manifold_intervals`), and the set sizes ``domain_n_real``, ``domain_n_fake``."""
+    (:func:`manifold_intervals`, with ``real_groups``), and the set sizes
+    ``domain_n_real``, ``domain_n_fake``."""
     real, fake = _pair(real, fake)
     out: dict[str, float] = {"domain_fid": frechet_distance(real, fake)}
     kid = kernel_inception_distance(real, fake, subsets=kid_subsets,
                                     subset_size=kid_subset_size, seed=seed)
     out.update({f"domain_{key}": value for key, value in kid.items()})
     manifold = manifold_intervals(real, fake, k_pr=k_pr, k_dc=k_dc, level=level, n_boot=n_boot,
-                                  seed=seed)
+                                  seed=seed, real_groups=real_groups)
     out.update({f"domain_{key}": value for key, value in manifold.items()})
     return out
