@@ -174,3 +174,17 @@ def test_evaluate_privacy_writes_its_files_for_a_trained_model(tmp_path):
     assert set(scores["set"]) == {"primary", "control"}
     study = study_metrics_table([], tmp_path / "metrics.tsv", privacy_files=[out / "privacy.tsv"])
     assert {"privacy_auc_max", "privacy_tpr_at_1pct_fpr", "privacy_verdict"} <= set(study.columns)
+
+
+def test_a_dp_model_that_did_not_learn_says_it_trained_with_dp():
+    from medgan.analysis.evaluate import _with_dp_reason
+
+    verdicts = pd.DataFrame({"model": ["dp", "twin", "dp_ok"],
+                             "health": ["not_learned", "not_learned", "learned"],
+                             "health_reason": ["few in the manifold"] * 2 + ["every check"]})
+    privacy = pd.DataFrame({"model": ["dp", "twin", "dp_ok"],
+                            "privacy_epsilon": [10.0, np.nan, 3.0]})
+    out = _with_dp_reason(verdicts, privacy).set_index("model")["health_reason"]
+    assert out["dp"] == ("few in the manifold; trained with DP-SGD at epsilon 10, whose noise "
+                         "costs fidelity (compare its non-DP twin)")
+    assert out["twin"] == "few in the manifold" and out["dp_ok"] == "every check"
