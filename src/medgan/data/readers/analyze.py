@@ -20,7 +20,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from nibabel.orientations import (
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
 
 from medgan.data.readers.nifti import CANONICAL_ORIENTATION, read_nifti
 from medgan.errors import InputError
@@ -87,8 +95,6 @@ def read_volume(path: str | os.PathLike, *,
 
 
 def _read_analyze(path: Path, orientation: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
-
     img_path, hdr_path = analyze_pair(path)
     if not img_path.exists() and not hdr_path.exists():
         raise InputError(path, "file not found (neither the .img nor the .hdr is there)")
@@ -148,14 +154,6 @@ def reorient(data: np.ndarray, affine: np.ndarray,
              orientation: Sequence[str] = CANONICAL_ORIENTATION) -> tuple[np.ndarray, np.ndarray]:
     """Flip/permute a 3-D array so its axes follow ``orientation``; return it (float32,
     contiguous) and the affine of the result."""
-    from nibabel.orientations import (
-        apply_orientation,
-        axcodes2ornt,
-        inv_ornt_aff,
-        io_orientation,
-        ornt_transform,
-    )
-
     transform = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(orientation)))
     out = np.ascontiguousarray(apply_orientation(data, transform), dtype=np.float32)
     return out, affine @ inv_ornt_aff(transform, data.shape)
