@@ -156,16 +156,19 @@ def write_subjects(out_dir: str | os.PathLike, items: Sequence[Any],
                    prepare_one: Callable[[Any], tuple[Any, list[dict[str, Any]]]], *,
                    channels: list[str], resolution: Any, info: dict[str, Any],
                    names: Sequence[str], sources: Sequence[str | os.PathLike] | None = None,
-                   workers: int = 1, on_bad_case: str = "stop", desc: str = "prepare",
+                   workers: int = 0, on_bad_case: str = "stop", desc: str = "prepare",
                    finish: Callable[[Progress, dict[str, Any]], None] | None = None
                    ) -> dict[str, Any]:
     """Prepare every item and write the dataset to ``out_dir``; return dataset.json's content.
 
-    ``names[i]`` is item i's subject id (for ``skipped_cases``), ``sources[i]`` the file or
-    folder an error of its images names. ``finish(progress, writer_info)`` runs after the
-    last subject, before anything is written: it may raise (e.g. "no slice selected") or
-    add keys to dataset.json. A failure leaves nothing under the output names and removes
-    ``out_dir`` if this call created it and it is empty.
+    ``workers``: the pool's processes (:func:`ordered_map`; ``prepare_one`` must then pickle);
+    0, the default: every item in this process (a ``prepare_one`` that holds state, such as
+    prepare_fundus's U-net and its counts). ``names[i]`` is item i's subject id (for
+    ``skipped_cases``), ``sources[i]`` the file or folder an error of its images names.
+    ``finish(progress, writer_info)`` runs after the last subject, before anything is
+    written: it may raise (e.g. "no slice selected") or add keys to dataset.json. A failure
+    leaves nothing under the output names and removes ``out_dir`` if this call created it
+    and it is empty.
     """
     from tqdm import tqdm
 
