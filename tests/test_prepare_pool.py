@@ -77,3 +77,39 @@ def test_one_worker_prepares_with_one_blas_thread():
     with threadpool_limits(limits=2):  # as a job on a node whose BLAS would use 2 threads
         assert list(ordered_map(_blas_threads, [0, 1], workers=1)) == [1, 1]
         assert _blas_threads(None) == 2  # lifted again between calls
+
+
+def _mmapped_bytes_while_holding(n_bytes: int) -> int:
+    """glibc's bytes in mmap'd blocks (mallinfo2's hblkhd) while an array of n_bytes lives."""
+    import ctypes
+
+    import numpy as np
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = MallInfo2
+    held = np.ones(n_bytes, dtype=np.uint8)
+    mapped = int(mallinfo2().hblkhd)
+    del held
+    return mapped
+
+
+def test_workers_serve_large_arrays_from_a_kept_heap():
+    """A 40 MB array is its own mmap in a plain process (fresh pages for every volume); in a
+    preparation worker it comes from the heap that keep_freed_memory keeps."""
+    import ctypes
+
+    from medgan.data.preprocess.pool import ordered_map
+
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018 - glibc >= 2.33
+    except (OSError, AttributeError):
+        pytest.skip("no glibc with mallinfo2 here")
+    size = 40 << 20
+    assert _mmapped_bytes_while_holding(size) >= size  # this process: glibc's default
+    assert all(m < size for m in ordered_map(_mmapped_bytes_while_holding, [size, size],
+                                             workers=1))

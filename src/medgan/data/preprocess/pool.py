@@ -60,7 +60,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
     of ``workers`` processes (one is a pool too: this process is then free to write, and
     stays as it was), forked (a Snakemake script is a ``__main__`` that a spawned process
     would run again), each with one BLAS thread (the pool is the parallelism) and glibc told
-    to keep freed memory (:func:`_keep_freed_memory`); the processes start together at the
+    to keep freed memory (:func:`keep_freed_memory`); the processes start together at the
     first item, before the caller starts any thread (e.g. a progress bar). At most
     ``2 * workers`` items are in flight, so results do not pile up behind a slow subject.
     The first exception stops the pool and propagates.
