@@ -128,7 +128,6 @@ def test_non_finite_images_are_diverged(scorer):
     assert scorer(images)["health"] == "diverged"
 
 
-
 def test_snapshot_precision_uses_radii_across_the_reference_patients(images, featurenet):
     """With the reference's patients (3 slices each), its k-NN radii skip a patient's own
     slices, as the metric suite's do (the same precision as the suite's function); one
