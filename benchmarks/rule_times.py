@@ -13,9 +13,9 @@
    ``python -c pass`` are reported for scale. Only the top-level imports count: a script whose
    function imports torch when it is called (``evaluate_model``: ``load_generator``) pays
    torch's import in its job all the same, though its start-up here does not show it.
-3. The start-up summed over the default DAG: the jobs per rule of ``snakemake -n`` (in the
-   repository root, the default config) times its script's start-up (rules without a script
-   are not counted).
+3. The start-up summed over the default DAG: the jobs per rule of
+   ``snakemake -n --forceall`` (in the repository root, the default config) times its script's
+   start-up (rules without a script are not counted).
 
 The numbers are CPU seconds on this machine; compare runs on the same machine.
 """
@@ -95,8 +95,12 @@ def rule_scripts() -> dict[str, str]:
 
 
 def dag_jobs() -> dict[str, int]:
-    """Jobs per rule of the default DAG (``snakemake -n --quiet rules``)."""
-    proc = subprocess.run(["snakemake", "-n", "--quiet", "rules"], cwd=ROOT, text=True,
+    """Jobs per rule of the whole default DAG (``snakemake -n --forceall --quiet rules``).
+
+    ``--forceall`` so that a finished run's jobs are counted too, not only what is left to do.
+    """
+    proc = subprocess.run(["snakemake", "-n", "--forceall", "--quiet", "rules"], cwd=ROOT,
+                          text=True,
                           capture_output=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     counts = {}
