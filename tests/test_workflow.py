@@ -28,6 +28,29 @@ def test_a_plain_run_reads_the_scheduler_pace_from_profiles_default():
     assert "profile profiles/default" in proc.stdout + proc.stderr
 
 
+def test_longest_trainings_start_first_after_the_data_they_need():
+    """train_gan's priority is its steps (Kitchen's DCGAN, the longest, first); the jobs
+    trainings wait for (phantoms, preparing, splits, feature nets, the U-net) come before any."""
+    proc = run(["snakemake", "-n", "--forceall", "--nolock", "--cores", "2"])
+    jobs = {}
+    # one block per job, each after its time stamp line
+    for block in re.split(r"^\[.*\]$", proc.stdout + proc.stderr, flags=re.M):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if rule:
+            wildcards = re.search(r"wildcards: (.*)", block)
+            priority = re.search(r"priority: (\d+)", block)
+            key = (rule.group(1), wildcards.group(1) if wildcards else "")
+            jobs[key] = int(priority.group(1)) if priority else 0
+    train = {w: p for (r, w), p in jobs.items() if r == "train_gan"}
+    assert max(train, key=train.get) == "model=kitchen_prostatex" and train[
+        "model=kitchen_prostatex"] == 8000
+    assert train["model=beers_fundus"] == 5000 and train["model=delplace_progan_gan"] == 2000
+    before = [p for (r, _), p in jobs.items() if r in {
+        "phantoms", "prepare_dataset", "split_dataset", "train_feature_net",
+        "train_vessel_segmenter"}]
+    assert len(before) >= 20 and min(before) > max(train.values())
+
+
 def test_snakemake_lint_is_clean():
     proc = run(["snakemake", "--lint"])
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr

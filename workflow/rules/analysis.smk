@@ -11,6 +11,7 @@ rule train_feature_net:
         "logs/featurenets/{dataset}.log",
     benchmark:
         "logs/featurenets/{dataset}.benchmark.tsv"
+    priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     threads: 1

@@ -8,6 +8,7 @@ rule phantoms:
         "logs/phantoms/{kind}.log",
     benchmark:
         "logs/phantoms/{kind}.benchmark.tsv"
+    priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     params:

@@ -15,6 +15,7 @@ rule train_vessel_segmenter:
         "logs/segmenters/{dataset}.log",
     benchmark:
         "logs/segmenters/{dataset}.benchmark.tsv"
+    priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     threads: 1
@@ -38,7 +39,7 @@ rule prepare_dataset:
         "logs/data/{dataset}.benchmark.tsv"
     # before training: on 2 cores, a long one-core training job that starts first leaves the
     # other core idle while this (2-thread) job waits for both
-    priority: 10
+    priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     # one worker process per thread, each holding one subject (~400 MB at 240x240x155); 4 fits
@@ -77,6 +78,7 @@ rule split_dataset:
         split="results/data/{dataset}/split.tsv",
     log:
         "logs/data/{dataset}.split.log",
+    priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     params:

@@ -21,6 +21,8 @@ rule train_gan:
         "logs/train/{model}.log",
     benchmark:
         "logs/train/{model}.benchmark.tsv"
+    # longest first (steps): the run's tail is not one long training alone
+    priority: train_priority
     conda:
         MEDGAN_ENV
     # One thread per model lets a laptop train two models at once; raise it (or give a GPU)
