@@ -11,6 +11,7 @@ import pytest
 from conftest import run
 
 from medgan.studies.delplace2019 import (
+    HELDOUT_ROW,
     PAPER_TABLE3,
     convergence_verdict,
     image_statistics,
@@ -94,8 +95,6 @@ def test_image_statistics_of_collapsed_and_diverse_sets():
     assert image_statistics(bad, pca)["finite"] is False
 
 
-
-
 def test_table3_scores_every_row_at_the_same_n(tmp_path, monkeypatch):
     """Table 3: N = min(n, real images) in every row, the real row a seeded subsample; sigma
     and delta as evaluate_gan.py (np.cov of the images)."""
@@ -115,6 +114,30 @@ def test_table3_scores_every_row_at_the_same_n(tmp_path, monkeypatch):
     t = delplace2019.table3(models, losses, real, tmp_path / "t3.tsv", n=11328, n_components=8)
     assert list(t["N"]) == [70, 70, 70]  # fewer real images than n: all rows at 70
     assert list(pd.read_csv(tmp_path / "t3.tsv", sep="\t")["N"]) == [70, 70, 70]
+
+
+def test_table3_has_a_held_out_row_scored_against_the_training_pca(tmp_path, monkeypatch):
+    """With few real images the PCA of rho fits its own training images: held-out ones, which
+    it has not seen, score lower, and Table 3 shows them as the fair reference."""
+    from medgan.analysis.metrics.controls import structured_images
+    from medgan.analysis.metrics.delplace import fit_real_pca, realism_rho
+    from medgan.studies import delplace2019
+
+    real = structured_images(30, resolution=16, seed=1)
+    held = structured_images(12, resolution=16, seed=3)
+    monkeypatch.setattr(delplace2019, "_generate", lambda ckpt, n, seed: real[:n])
+    t = delplace2019.table3({"DCGAN": "a.pt"}, {"DCGAN": "dragan"}, real, tmp_path / "t3.tsv",
+                            n=30, n_components=16, heldout=held)
+    assert list(t["model"]) == ["Training dataset", HELDOUT_ROW, "DCGAN"]
+    assert list(t["N"]) == [30, 12, 30]
+    pca = fit_real_pca(real, n_components=16)
+    assert t["rho"][1] == pytest.approx(realism_rho(held, pca), rel=1e-6)
+    assert t["rho"][1] < t["rho"][0]
+    assert math.isnan(t["paper_rho"][1])
+    # no held-out images (or one): no row
+    t = delplace2019.table3({"DCGAN": "a.pt"}, {"DCGAN": "dragan"}, real, tmp_path / "t3.tsv",
+                            n=30, n_components=16, heldout=held[:1])
+    assert HELDOUT_ROW not in set(t["model"])
 
 
 @pytest.mark.workflow
@@ -139,15 +162,23 @@ def tiny_delplace(tiny_run):
 @pytest.mark.workflow
 def test_tiny_delplace_tables(tiny_delplace):
     t3 = pd.read_csv(tiny_delplace / "table3.tsv", sep="\t")
-    # training set, DCGAN, SRResNet, ProGAN, and the paper's future work (issue 20)
-    assert list(t3["model"]) == [*PAPER_TABLE3, "StyleGAN2"]
-    assert list(t3["loss"]) == ["-", "DRAGAN", "DRAGAN", "WGAN_GP", "logistic + R1 + ADA"]
+    # training set, the held-out images (not in the paper), DCGAN, SRResNet, ProGAN, and the
+    # paper's future work (issue 20)
+    models = ["Training dataset", HELDOUT_ROW, "DCGAN", "SRResNet", "ProGAN", "StyleGAN2"]
+    assert list(t3["model"]) == models
+    assert list(t3["loss"]) == ["-", "-", "DRAGAN", "DRAGAN", "WGAN_GP", "logistic + R1 + ADA"]
     assert {"N", "rho", "sigma", "delta", "paper_N", "paper_rho",
             "paper_sigma", "paper_delta"} <= set(t3.columns)
     assert "sigma_per_image" not in t3.columns  # equal N: sigma itself compares
-    assert len(set(t3["N"])) == 1 and t3["N"][0] <= 20  # min(delplace_n, real images)
-    assert t3["paper_rho"].tolist()[:4] == [v[1] for v in PAPER_TABLE3.values()]
-    assert math.isnan(t3["paper_rho"].iloc[4])  # not in the paper
+    others = t3.drop(index=1)  # the held-out row has its own N
+    assert len(set(others["N"])) == 1 and t3["N"][0] <= 20  # min(delplace_n, real images)
+    held = t3.iloc[1]
+    assert 2 <= held["N"] and math.isnan(held["paper_rho"])
+    # the PCA is fitted to the training images: they lie closer to it than unseen ones
+    assert held["rho"] < t3["rho"][0]
+    paper = t3.set_index("model").loc[list(PAPER_TABLE3), "paper_rho"]
+    assert paper.tolist() == [v[1] for v in PAPER_TABLE3.values()]
+    assert math.isnan(t3["paper_rho"].iloc[5])  # not in the paper
     assert ((t3["rho"] >= 0) & (t3["rho"] <= 1)).all() and (t3["delta"] >= 0).all()
 
     times = pd.read_csv(tiny_delplace / "training_time.tsv", sep="\t")
@@ -161,6 +192,11 @@ def test_tiny_delplace_tables(tiny_delplace):
     assert set(comp["verdict"]) <= {"diverged", "collapsed", "converged"}
     assert comp["reason"].notna().all()
     assert list(comp["paper"]) == ["not stable", "stable", "stable", "stable"]
+    # rho is judged against the held-out images' rho (the same PCA as Table 3's)
+    assert set(comp["rho_real_set"]) == {"held-out"}
+    assert comp["rho_real"].to_numpy() == pytest.approx(held["rho"], rel=1e-3)
+    assert comp["rho_ratio"].to_numpy() == pytest.approx(comp["rho"] / comp["rho_real"],
+                                                         rel=1e-3)
 
 
 @pytest.mark.workflow

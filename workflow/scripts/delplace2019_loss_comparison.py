@@ -17,5 +17,6 @@ table = loss_comparison_table(
     n_components=p.metrics["n_components"],
     threshold=p.metrics["delta_threshold"],
     criteria=spec["criteria"],
+    heldout=training_images(p.data_dir, snakemake.input.split, p.channels, part="heldout"),
 )
 plot_verdicts(table, snakemake.output.figure)

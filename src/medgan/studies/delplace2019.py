@@ -16,6 +16,14 @@ stabilized training") is judged by recorded criteria, :func:`convergence_verdict
   ``sigma_ratio_min`` x the real images', or whose delta is below ``delta_ratio_min`` x the real
   images' delta (too few modes: Delplace's "delta tracks mode collapsing");
 * **converged**: neither.
+
+The real images' rho that the samples' is compared with is that of the **held-out** images
+where the split has any (at least 2), against the PCA of the training images, as a generated
+image is: the training images' own rho is an in-sample fit. With OASIS-1's 11,328 slices the two
+agree (16 components of 65,536 pixels fitted to thousands of images); with the default's 96
+phantom slices they do not (0.975 in-sample, 0.835 held out), and the in-sample value would ask
+a generator to lie closer to the training PCA than unseen real images do. Table 3 shows both
+rows for the same reason.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ CRITERIA_DEFAULTS: dict[str, float] = {
     "sigma_ratio_min": 0.1, "delta_ratio_min": 0.25,
 }
 VERDICTS = ("diverged", "collapsed", "converged")
+HELDOUT_ROW = "Held-out images"
 
 
 def image_statistics(images: np.ndarray, pca, *, threshold: float = 0.01) -> dict[str, Any]:
@@ -127,14 +136,15 @@ def _ratio(a: Any, b: Any) -> float:
     return a / b if b > 0 and math.isfinite(a) else math.nan
 
 
-REAL_PARTS = ("train", "all")
+REAL_PARTS = ("train", "all", "heldout")
 
 
 def training_images(data_dir: str | os.PathLike, split: str | os.PathLike,
                     channels: Sequence[str] | None, *, part: str = "train") -> np.ndarray:
     """The images of a prepared dataset, float32 in memory: the training split (``part``
-    "train") or every image, training and held-out ("all"; the paper had no held-out set and
-    scored all 11,328 OASIS slices as its "Training dataset")."""
+    "train"), every image, training and held-out ("all"; the paper had no held-out set and
+    scored all 11,328 OASIS slices as its "Training dataset"), or the held-out images only
+    ("heldout"; possibly none)."""
     from medgan.data.prepared import load_prepared
     from medgan.data.split import split_indices
 
@@ -142,16 +152,19 @@ def training_images(data_dir: str | os.PathLike, split: str | os.PathLike,
         raise ValueError(f"part must be one of {REAL_PARTS}, got {part!r}")
     data = load_prepared(data_dir, channels=list(channels) if channels else None)
     train, held = split_indices(split, len(data.images))
-    rows = train if part == "train" else np.union1d(train, held)
+    rows = {"train": train, "heldout": held}.get(part, np.union1d(train, held))
     return np.asarray(data.images[rows], dtype=np.float32)
 
 
 def _generate(checkpoint: str | os.PathLike, n: int, seed: int) -> np.ndarray:
     """``n`` images of a checkpoint's generator, on a GPU where there is one (the latents are
-    drawn on the CPU from ``seed``, so the set does not depend on the device but for rounding)."""
+    drawn on the CPU from ``seed``, so the set does not depend on the device but for rounding),
+    clipped to the images' range [-1, 1], as Delplace's code scores them (it writes 8-bit PNGs
+    and reads them back; the rounding to 8 bits is left out). Only generators without a tanh
+    (ProGAN, StyleGAN2) reach outside it."""
     from medgan.training.generate import generate_images
 
-    return generate_images(checkpoint, n, seed=seed, device="auto")
+    return np.clip(generate_images(checkpoint, n, seed=seed, device="auto"), -1.0, 1.0)
 
 
 def loss_comparison_table(
@@ -165,12 +178,19 @@ def loss_comparison_table(
     n_components: int = 16,
     threshold: float = 0.01,
     criteria: Mapping[str, float] | None = None,
+    heldout: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Sec. 3.3: one row per architecture x loss run (``runs``: architecture -> loss -> model;
     ``model_dirs``: model -> results/models/<model>) with its verdict and the numbers behind it,
-    and what the paper found; written as TSV to ``path``."""
+    and what the paper found; written as TSV to ``path``. ``real``: the training images (the
+    PCA, and sigma's and delta's reference); ``heldout``: the held-out images, whose rho is
+    rho's reference (the module docstring says why; the training images' where None or fewer
+    than 2). Columns ``rho_real`` and ``rho_real_set`` name the reference."""
     pca = fit_real_pca(real, n_components=min(n_components, len(real) - 2))
     real_stats = image_statistics(real, pca, threshold=threshold)
+    rho_set = "training"
+    if heldout is not None and len(heldout) >= 2:
+        real_stats["rho"], rho_set = realism_rho(heldout, pca), "held-out"
     rows = []
     for arch, by_loss in runs.items():
         for loss, model in by_loss.items():
@@ -194,6 +214,7 @@ def loss_comparison_table(
                 "final_g_loss": stats[-1].get("g_loss") if stats else math.nan,
                 "max_abs_loss_tail": verdict["max_abs_loss_tail"],
                 "rho": sample_stats["rho"], "rho_ratio": verdict["rho_ratio"],
+                "rho_real": real_stats["rho"], "rho_real_set": rho_set,
                 "sigma_ratio": verdict["sigma_ratio"], "delta": sample_stats["delta"],
                 "delta_real": real_stats["delta"],
                 "paper": ("stable" if loss in PAPER_STABLE.get(arch, set())
@@ -214,13 +235,17 @@ def table3(
     seed: int = 0,
     n_components: int = 16,
     threshold: float = 0.01,
+    heldout: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Table 3: rho, sigma, delta of the real images and of generated images of each model
     (``models``: row label -> checkpoint; ``losses``: row label -> loss name), every row at the
     same N (sigma, the trace of the N x N covariance of the images, grows with N):
     N = min(``n``, number of real images); the real row is a seeded subsample of N real images
     when there are more (the PCA of rho is fitted on all of them). Each row states its N beside
-    the paper's values (paper: N = 11,328 in every row); written as TSV."""
+    the paper's values (paper: N = 11,328 in every row); written as TSV. ``heldout`` (at least
+    2 images) adds a "Held-out images" row after the real one: images the PCA was not fitted
+    to, the fair reference for a generated image's rho when the real images are few (the
+    module docstring); at its own N, so its sigma compares with no other row's."""
     if len(real) < 2:
         raise ValueError(f"Table 3 needs at least 2 real images, got {len(real)}")
     n_rows = min(int(n), len(real))
@@ -230,6 +255,8 @@ def table3(
         pick = np.sort(np.random.default_rng(seed).choice(len(real), n_rows, replace=False))
         rows_real = real[pick]
     sets = {"Training dataset": ("-", rows_real)}
+    if heldout is not None and len(heldout) >= 2:
+        sets[HELDOUT_ROW] = ("-", np.asarray(heldout, dtype=np.float32))
     for label, ckpt in models.items():
         sets[label] = (LOSS_LABELS.get(losses[label], losses[label]),
                        _generate(ckpt, n_rows, seed))
