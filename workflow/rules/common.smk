@@ -99,6 +99,11 @@ def snapshot_featurenet(wildcards):
 BEFORE_TRAINING = 10**6  # the paper configs train up to 300,000 steps (Beers 2018, 512 px)
 
 
+def prepare_threads(wildcards):
+    """prepare_dataset's threads (its worker processes): 1 for a phantom set, 4 for a release."""
+    return 1 if DATASETS[wildcards.dataset].get("phantom") else 4
+
+
 def train_priority(wildcards):
     """A training job's scheduling priority: its number of steps, so that the longest trainings
     start first and the run does not end on one core waiting for one of them (the default's

@@ -37,14 +37,15 @@ rule prepare_dataset:
         "logs/data/{dataset}.log",
     benchmark:
         "logs/data/{dataset}.benchmark.tsv"
-    # before training: on 2 cores, a long one-core training job that starts first leaves the
-    # other core idle while this (2-thread) job waits for both
     priority: BEFORE_TRAINING
     conda:
         MEDGAN_ENV
     # one worker process per thread, each holding one subject (~400 MB at 240x240x155); 4 fits
-    # a small cluster node (more: --set-threads prepare_dataset=N; locally capped at --cores)
-    threads: 4
+    # a small cluster node (more: --set-threads prepare_dataset=N; locally capped at --cores).
+    # A phantom set (8-20 subjects, seconds) takes one: a job of 2 threads waits until both
+    # cores are free at once, and with the long trainings started first that was never, until
+    # 29 min into the default run
+    threads: prepare_threads
     resources:
         mem_mb=lambda wc, threads: 2000 + 500 * threads,
         runtime=60,
