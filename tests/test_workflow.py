@@ -18,10 +18,10 @@ pytestmark = pytest.mark.workflow
 
 
 def test_a_plain_run_reads_the_scheduler_pace_from_profiles_default():
-    """profiles/default (read by Snakemake by itself) sets one scheduler pass a minute while
+    """profiles/default (read by Snakemake by itself) sets one scheduler pass per 10 s while
     jobs wait, not Snakemake's one a second; the named local profile repeats it."""
     for path in ("profiles/default/config.yaml", "workflow/profiles/default/config.yaml"):
-        assert yaml.safe_load((REPO / path).read_text())["max-jobs-per-timespan"] == "1000/1m"
+        assert yaml.safe_load((REPO / path).read_text())["max-jobs-per-timespan"] == "100/10s"
     assert set(yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())) == {
         "max-jobs-per-timespan"}  # nothing else changes for a plain run
     proc = run(["snakemake", "-n", "--nolock", "--cores", "1", "han2018"])
