@@ -96,7 +96,8 @@ def snapshot_featurenet(wildcards):
 # The scheduling priority of the jobs that trainings wait for (phantoms, preparing, splitting,
 # the feature networks and the vessel U-net): above any training's (train_priority), else a
 # ready training would keep them, and the long trainings behind them, waiting.
-BEFORE_TRAINING = 10**6  # the paper configs train up to 300,000 steps (Beers 2018, 512 px)
+# The paper configs train up to 300,000 steps (Beers 2018, 512 px).
+BEFORE_TRAINING = 10**6
 
 
 def prepare_threads(wildcards):
