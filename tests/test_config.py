@@ -221,3 +221,22 @@ def test_paper_configs_plan_stylegan2_only_when_switched_on(path, study, optiona
     next(iter(bad["models"].values()))["option"] = "bogus"
     with pytest.raises(ConfigError, match="option"):
         apply_model_options(bad)
+
+
+@pytest.mark.parametrize("arch, schedule, resolution", [
+    ("dcgan", {"steps": 800, "batch_size": 64}, 32),
+    ("pggan", {"steps_per_phase": 400}, 16),
+    ("pggan", {"steps_per_phase": 500, "steps": 5000}, 64),
+    ("pggan", {"steps_per_phase": 50, "start_resolution": 8}, 64),
+    ("pggan", {}, 32),  # the trainer's default steps_per_phase
+])
+def test_planned_steps_are_the_steps_the_trainer_resolves(arch, schedule, resolution):
+    """The Snakefile's torch-free count of a model's steps (train_gan's priority) agrees with
+    the trainer's own resolution of its schedule."""
+    from medgan.config import PGGAN_STEPS_PER_PHASE, planned_steps
+    from medgan.models.pggan import SCHEDULE_DEFAULTS as PGGAN_SCHEDULE
+    from medgan.training.schedule import resolve_schedule
+
+    resolved = resolve_schedule(schedule, architecture=arch, resolution=resolution)
+    assert planned_steps({"schedule": schedule, "resolution": resolution}) == resolved["steps"]
+    assert PGGAN_STEPS_PER_PHASE == PGGAN_SCHEDULE["steps_per_phase"]

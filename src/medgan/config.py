@@ -80,6 +80,23 @@ def dataset_resolution(ds: dict[str, Any]) -> int:
     return prep.get("resolution", DEFAULT_RESOLUTION[ds["kind"]])
 
 
+# medgan.models.pggan.SCHEDULE_DEFAULTS' steps_per_phase, repeated here so that the Snakefile
+# need not import torch (tests/test_config.py checks that the two agree)
+PGGAN_STEPS_PER_PHASE = 20000
+
+
+def planned_steps(model: dict[str, Any]) -> int:
+    """The training steps of config entry ``model``: ``schedule.steps``, or for a progressive
+    schedule without it ``steps_per_phase`` in each of its 2 log2(R / start) + 1 phases, as
+    :func:`medgan.training.schedule.resolve_schedule` resolves them (without importing torch)."""
+    schedule = model["schedule"]
+    if "steps" in schedule:
+        return int(schedule["steps"])
+    start = int(schedule.get("start_resolution", 4))
+    phases = 2 * (int(model["resolution"]) // start).bit_length() - 1
+    return int(schedule.get("steps_per_phase", PGGAN_STEPS_PER_PHASE)) * phases
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the first inconsistent key of a validated config."""
     datasets = config.get("datasets", {})

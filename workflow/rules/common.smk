@@ -5,6 +5,7 @@ from medgan.config import (
     dataset_channels,
     dataset_holdout,
     model_analyses,
+    planned_steps,
     study_models,
     tsne_color_column,
 )
@@ -109,16 +110,8 @@ def train_priority(wildcards):
     """A training job's scheduling priority: its number of steps, so that the longest trainings
     start first and the run does not end on one core waiting for one of them (the default's
     Kitchen DCGAN, 8,000 steps, once started last and ran 245 s alone). A progressive schedule
-    without `steps` trains `steps_per_phase` in each of its 2 log2(R / 4) + 1 phases."""
-    spec = MODELS[wildcards.model]
-    schedule = spec["schedule"]
-    if "steps" in schedule:
-        steps = int(schedule["steps"])
-    else:
-        start = int(schedule.get("start_resolution", 4))
-        phases = 2 * (int(spec["resolution"]) // start).bit_length() - 1
-        steps = int(schedule.get("steps_per_phase", 1)) * phases
-    return min(steps, BEFORE_TRAINING - 1)
+    without `steps` trains its phases (medgan.config.planned_steps)."""
+    return min(planned_steps(MODELS[wildcards.model]), BEFORE_TRAINING - 1)
 
 
 def model_segmenter(wildcards):
