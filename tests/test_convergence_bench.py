@@ -3,11 +3,9 @@ GAN) on 24 structured 16 px images, scored at every other step (seconds, CPU).""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import yaml
-from conftest import REPO
+from conftest import load_benchmark
 
 from medgan.analysis.metrics.controls import structured_images
 from medgan.data.prepared import PreparedDatasetWriter
@@ -15,11 +13,7 @@ from medgan.data.split import write_split
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("convergence",
-                                                  REPO / "benchmarks" / "convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("convergence")
 
 
 def test_convergence_benchmark_writes_curves_and_a_table(tmp_path, one_torch_thread):

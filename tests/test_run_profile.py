@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("run_profile",
-                                                  REPO / "benchmarks" / "run_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_profile")
 
 
 def test_a_job_script_gets_its_cpu_and_the_rest_is_accounted(tmp_path):
